@@ -1,0 +1,7 @@
+"""Lightning callbacks: they decide *when*; the torch-only core decides *what*."""
+
+from lt_lightning.callbacks.imp import IMPCallback
+from lt_lightning.callbacks.masking import MaskingCallback
+from lt_lightning.callbacks.rewind import RewindCallback
+
+__all__ = ["IMPCallback", "MaskingCallback", "RewindCallback"]

@@ -1,0 +1,99 @@
+"""Training-state snapshots kept on CPU: model weights and buffers, optimizer and LR-scheduler states, counters.
+
+A snapshot is plain data (dicts, lists, numbers, CPU tensors), so it can live in a Lightning checkpoint as is.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def to_cpu(obj: Any) -> Any:
+    """A deep copy of ``obj`` with every tensor cloned to CPU (GPU memory is for training).
+
+    >>> t = torch.ones(2)
+    >>> c = to_cpu({"a": [t]}); _ = c["a"][0].add_(1); t.tolist()
+    [1.0, 1.0]
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        out = type(obj)((k, to_cpu(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):  # module state_dicts carry version metadata used when loading
+            out._metadata = copy.deepcopy(obj._metadata)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+@dataclass
+class Snapshot:
+    """The state of a training run at one optimizer step.
+
+    ``model`` is a ``state_dict`` (buffers included), ``optimizers`` and ``schedulers`` hold one ``state_dict`` each
+    in the trainer's order; ``step`` counts optimizer steps taken, ``epoch`` is the epoch being run.
+    """
+
+    step: int
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizers: list[dict[str, Any]] = field(default_factory=list)
+    schedulers: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def capture(
+        cls,
+        model: nn.Module,
+        optimizers: Sequence[torch.optim.Optimizer] = (),
+        schedulers: Sequence[Any] = (),
+        *,
+        step: int = 0,
+        epoch: int = 0,
+    ) -> Snapshot:
+        """Copy the current state to CPU."""
+        return cls(
+            step=step,
+            epoch=epoch,
+            model=to_cpu(model.state_dict()),
+            optimizers=[to_cpu(o.state_dict()) for o in optimizers],
+            schedulers=[to_cpu(s.state_dict()) for s in schedulers],
+        )
+
+    def restore_model(self, model: nn.Module) -> None:
+        """Load the weights and buffers into ``model`` in place (the tensors keep their devices)."""
+        model.load_state_dict(self.model)
+
+    def restore_optimizers(self, optimizers: Sequence[torch.optim.Optimizer], *, keep_buffers: bool = False) -> None:
+        """Load optimizer states. ``keep_buffers`` keeps per-parameter state (momentum, Adam moments, step) and
+        takes only hyper-parameters (learning rates, ...) from the snapshot."""
+        self._check_count("optimizers", len(self.optimizers), len(optimizers))
+        for optimizer, saved in zip(optimizers, self.optimizers):
+            state = copy.deepcopy(saved)
+            if keep_buffers:
+                state["state"] = optimizer.state_dict()["state"]
+            optimizer.load_state_dict(state)
+
+    def restore_schedulers(self, schedulers: Sequence[Any]) -> None:
+        """Load LR-scheduler states (the optimizers' learning rates come from :meth:`restore_optimizers`)."""
+        self._check_count("schedulers", len(self.schedulers), len(schedulers))
+        for scheduler, saved in zip(schedulers, self.schedulers):
+            scheduler.load_state_dict(copy.deepcopy(saved))
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, data: Mapping[str, Any]) -> Snapshot:
+        return cls(**data)
+
+    @staticmethod
+    def _check_count(what: str, saved: int, current: int) -> None:
+        if saved != current:
+            raise ValueError(f"the snapshot holds {saved} {what} but training has {current}: cannot restore it.")

@@ -1,0 +1,99 @@
+import pytest
+import torch
+from torch import nn
+
+from lt_lightning.masks import MaskEnforcer, Masks, pack_bits, select_parameters, unpack_bits
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.norm = nn.BatchNorm2d(2)
+        self.emb = nn.Embedding(5, 3)
+        self.fc = nn.Linear(8, 4)
+        self.out = nn.Linear(4, 2)
+
+
+def test_default_selection_is_linear_and_conv_weights_only():
+    assert select_parameters(Net()) == ["conv.weight", "fc.weight", "out.weight"]
+
+
+def test_include_exclude_and_types():
+    net = Net()
+    assert select_parameters(net, include=r"bias") == ["conv.bias", "norm.bias", "fc.bias", "out.bias"]
+    assert select_parameters(net, exclude=r"^out\.") == ["conv.weight", "fc.weight"]
+    assert select_parameters(net, types=["Embedding", "Linear"]) == ["emb.weight", "fc.weight", "out.weight"]
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"include": "nothing_here"}, "include='nothing_here' matches no parameter"),
+    ({"exclude": "nothing_here"}, "exclude='nothing_here' matches no prunable parameter"),
+    ({"types": ["LSTM"]}, "no prunable parameters"),
+])
+def test_selection_errors_name_the_value(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        select_parameters(Net(), **kwargs)
+
+
+def test_masks_validate_values():
+    assert Masks({"w": torch.tensor([0.0, 1.0])})["w"].dtype == torch.bool
+    with pytest.raises(ValueError, match="other than 0 and 1"):
+        Masks({"w": torch.tensor([0.5])})
+    with pytest.raises(ValueError, match="empty"):
+        Masks({})
+
+
+def test_density_counts_masked_parameters_only():
+    m = Masks({"a": torch.tensor([True, False, False, False]), "b": torch.ones(4, dtype=torch.bool)})
+    assert m.density() == pytest.approx(5 / 8)
+    assert m.layer_densities() == {"a": 0.25, "b": 1.0}
+
+
+@pytest.mark.parametrize("numel", [1, 7, 8, 9, 1000])
+def test_bit_packing_round_trips(numel):
+    g = torch.Generator().manual_seed(numel)
+    mask = torch.rand(numel, generator=g) > 0.5
+    bits = pack_bits(mask)
+    assert bits.dtype == torch.uint8 and bits.numel() == -(-numel // 8)
+    assert torch.equal(unpack_bits(bits, (numel,)), mask)
+
+
+def test_pack_keeps_names_and_shapes():
+    m = Masks({"x.weight": torch.rand(3, 5) > 0.3, "y.weight": torch.rand(2, 2, 3) > 0.6})
+    back = Masks.unpack(m.pack())
+    assert back == m and [tuple(v.shape) for v in back.values()] == [(3, 5), (2, 2, 3)]
+    with pytest.raises(ValueError, match="not packed masks"):
+        Masks.unpack({"masks": {}})
+
+
+def test_check_names_the_mismatch():
+    net = Net()
+    with pytest.raises(ValueError, match="does not have: missing.weight"):
+        Masks({"missing.weight": torch.ones(2, dtype=torch.bool)}).check(net)
+    with pytest.raises(ValueError, match="'fc.weight' has shape \\(3, 3\\)"):
+        Masks({"fc.weight": torch.ones(3, 3, dtype=torch.bool)}).check(net)
+
+
+def test_overlap_is_intersection_over_union():
+    a = Masks({"w": torch.tensor([1, 1, 1, 0])})
+    b = Masks({"w": torch.tensor([0, 1, 1, 1])})
+    assert a.overlap(b) == pytest.approx(2 / 4)
+    assert a.overlap(a) == 1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_enforcer_zeroes_weights_and_grads(dtype):
+    net = Net().to(dtype)
+    masks = Masks({n: torch.rand_like(p, dtype=torch.float32) > 0.5 for n, p in net.named_parameters()
+                   if n in select_parameters(net)})
+    enforcer = MaskEnforcer(net, masks)
+    params = dict(net.named_parameters())
+    for p in params.values():
+        p.grad = torch.ones_like(p)
+    enforcer.enforce_()
+    enforcer.mask_grads_()
+    for name, mask in masks.items():
+        assert (params[name][~mask] == 0).all() and (params[name].grad[~mask] == 0).all()
+        assert (params[name].grad[mask] == 1).all()
+    assert (params["fc.bias"].grad == 1).all()
