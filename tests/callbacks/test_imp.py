@@ -1,0 +1,230 @@
+import json
+import math
+import os
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from conftest import digits_model, make_trainer
+from lt_lightning import IMPCallback, MaskingCallback, RewindCallback, load_ticket
+from lt_lightning.masks import Masks
+
+STEPS_PER_EPOCH = 22  # 1347 training digits, batch 64
+
+
+class ZeroCheck(Callback):
+    """Placed after the IMP callback: asserts pruned weights are zero before every forward (train and validation)
+    and pruned gradients are zero when the optimizer (and gradient clipping) sees them."""
+
+    def __init__(self, imp):
+        self.imp = imp
+        self.checks = 0
+
+    def _check(self, pl_module, grads=False):
+        if self.imp.masks is None or self.imp.masks.density() == 1.0:
+            return
+        params = dict(pl_module.named_parameters())
+        for name, mask in self.imp.masks.items():
+            tensor = params[name].grad if grads else params[name]
+            if tensor is not None:
+                assert bool((tensor[~mask] == 0).all()), f"{name}: pruned {'gradient' if grads else 'weight'} not zero"
+        self.checks += 1
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._check(pl_module)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._check(pl_module)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self._check(pl_module, grads=True)
+
+
+def test_imp_rounds_densities_history_and_tickets(tmp_path, datamodule):
+    imp = IMPCallback(rounds=3, pruning_fraction=0.5)
+    trainer = make_trainer(tmp_path, [RewindCallback(step="3it"), imp], max_epochs=2)
+    model = digits_model(optimizer="sgd", lr=0.1)
+    trainer.fit(model, datamodule)
+
+    one_training = 2 * STEPS_PER_EPOCH
+    assert trainer.global_step == one_training + 3 * (one_training - 3)
+    assert [h["round"] for h in imp.history] == [0, 1, 2, 3]
+    numel = sum(m.numel() for m in imp.masks.values())
+    for h in imp.history:
+        assert h["density"] == pytest.approx(round(0.5 ** h["round"] * numel) / numel)
+        assert h["train_steps"] == (one_training if h["round"] == 0 else one_training - 3)
+        assert {"val_loss", "val_acc", "train_loss"} <= set(h["final"]) and {"val_loss", "val_acc"} <= set(h["best"])
+        assert h["best"]["val_loss"] <= h["final"]["val_loss"] + 1e-9 and h["best"]["val_acc"] >= h["final"]["val_acc"]
+        assert 0 <= h["best_step"] <= one_training
+    assert imp.history[0]["final"]["val_acc"] > 0.8  # the dense network learned
+
+    # imp.masks: bool tensors named as in model.named_parameters(); pruned weights are zero at fit end.
+    params = dict(model.named_parameters())
+    assert list(imp.masks) == ["model.hidden.0.weight", "model.hidden.1.weight", "model.out.weight"]
+    for name, mask in imp.masks.items():
+        assert mask.dtype == torch.bool and bool((params[name][~mask] == 0).all())
+    # Masks only shrink.
+    tickets = [load_ticket(h["ticket"]) for h in imp.history]
+    for before, after in zip(tickets, tickets[1:]):
+        assert all(bool((after.masks[n] <= before.masks[n]).all()) for n in after.masks)
+
+    # History as JSON beside the logs, the same as imp.history.
+    with open(os.path.join(trainer.log_dir, "imp_history.json")) as f:
+        assert json.load(f) == json.loads(json.dumps(imp.history))
+
+    # A ticket is the masks plus the rewind weights: it fits a fresh module, weights masked.
+    ticket = tickets[-1]
+    snapshot = trainer.callbacks[0].snapshot
+    fresh = digits_model()
+    ticket.apply(fresh)
+    for name, value in fresh.state_dict().items():
+        expected = snapshot.model[name] * ticket.masks[name] if name in ticket.masks else snapshot.model[name]
+        assert torch.equal(value, expected)
+    assert ticket.metadata["round"] == 3 and ticket.metadata["rewind_step"] == 3
+
+
+def test_rewind_restores_weights_optimizer_and_schedule(tmp_path, datamodule):
+    """At each round's first batch the weights equal the rewind snapshot masked, and the LR is the step-k LR."""
+
+    class Probe(Callback):
+        def __init__(self, imp, rewind):
+            self.imp, self.rewind, self.seen = imp, rewind, []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if len(self.seen) < self.imp.round:  # first batch of a new round
+                state = pl_module.state_dict()
+                same = all(
+                    torch.equal(state[k], v * self.imp.masks[k] if k in self.imp.masks else v)
+                    for k, v in self.rewind.snapshot.model.items()
+                )
+                self.seen.append((same, trainer.optimizers[0].param_groups[0]["lr"], trainer.global_step))
+
+    rewind = RewindCallback(step=10)
+    imp = IMPCallback(rounds=2, pruning_fraction=0.3)
+    probe = Probe(imp, rewind)
+    model = digits_model(optimizer="sgd", lr=0.2, scheduler="multistep", milestones=[5, 30])
+    trainer = make_trainer(tmp_path, [rewind, imp, probe], max_epochs=2)
+    trainer.fit(model, datamodule)
+    assert rewind.snapshot.step == 10
+    lr_at_k = rewind.snapshot.optimizers[0]["param_groups"][0]["lr"]
+    assert lr_at_k == pytest.approx(0.02)  # after the milestone at 5, before the one at 30
+    assert [s[0] for s in probe.seen] == [True, True]
+    assert [s[1] for s in probe.seen] == [pytest.approx(lr_at_k)] * 2
+    assert [s[2] for s in probe.seen] == [44, 44 + 34]
+
+
+@pytest.mark.parametrize(("reset", "expected_lr"), [("lr_rewind", 0.2), ("finetune", 0.002)])
+def test_lr_rewind_and_finetune_keep_trained_weights(tmp_path, datamodule, reset, expected_lr):
+    class Probe(Callback):
+        def __init__(self):
+            self.lrs, self.weights = [], None
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+            self.weights = pl_module.model.out.weight.detach().clone()
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 44 and self.weights is not None and batch_idx == 0:
+                self.start = pl_module.model.out.weight.detach().clone()
+                self.before = self.weights
+
+    imp = IMPCallback(rounds=1, pruning_fraction=0.5, reset=reset)
+    probe = Probe()
+    model = digits_model(optimizer="sgd", lr=0.2, scheduler="multistep", milestones=[10, 30])
+    trainer = make_trainer(tmp_path, [imp, probe], max_epochs=2)
+    trainer.fit(model, datamodule)
+    mask = imp.masks["model.out.weight"]
+    # Trained weights are kept (masked), not rewound.
+    assert torch.equal(probe.start, probe.before * mask)
+    # The first step of round 1 runs at the rewound LR (lr_rewind) or the final LR (finetune).
+    assert probe.lrs[44] == pytest.approx(expected_lr)
+    if reset == "finetune":
+        assert all(lr == pytest.approx(0.002) for lr in probe.lrs[44:])
+
+
+def test_layerwise_and_layer_fractions(tmp_path, datamodule):
+    imp = IMPCallback(rounds=2, pruning_fraction=0.5, allocation="layerwise", layer_fractions={r"out\.weight": 0.2})
+    trainer = make_trainer(tmp_path, [imp], max_epochs=1)
+    trainer.fit(digits_model(), datamodule)
+    for h in imp.history:
+        r = h["round"]
+        for name, density in h["layer_density"].items():
+            numel = imp.masks[name].numel()
+            rate = 0.2 if name.endswith("out.weight") else 0.5
+            assert density == pytest.approx(round((1 - rate) ** r * numel) / numel)
+
+
+def test_target_density_stops_the_experiment(tmp_path, datamodule):
+    imp = IMPCallback(rounds=None, pruning_fraction=0.5, target_density=0.2, save_tickets=False)
+    trainer = make_trainer(tmp_path, [imp], max_epochs=1)
+    trainer.fit(digits_model(), datamodule)
+    assert [h["density"] for h in imp.history] == pytest.approx([1.0, 0.5, 0.25, 0.125], abs=1e-3)
+    assert all(h["ticket"] is None for h in imp.history)
+    assert not os.path.exists(os.path.join(trainer.log_dir, "tickets"))
+
+
+OPTIMIZER_CASES = {
+    "sgd_momentum_wd": ({"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}, {}),
+    "adam_l2": ({"optimizer": "adam", "lr": 1e-2, "weight_decay": 1e-3}, {}),
+    "adamw": ({"optimizer": "adamw", "lr": 1e-2, "weight_decay": 1e-2}, {}),
+    "grad_clipping": ({"optimizer": "sgd", "lr": 0.5}, {"gradient_clip_val": 0.1}),
+    "grad_accumulation": ({"optimizer": "adam", "lr": 1e-2}, {"accumulate_grad_batches": 3}),
+    "bf16_mixed": ({"optimizer": "adam", "lr": 1e-2}, {"precision": "bf16-mixed"}),
+}
+
+
+@pytest.mark.parametrize("case", list(OPTIMIZER_CASES))
+def test_pruned_weights_stay_zero(tmp_path, datamodule, case):
+    model_kwargs, trainer_kwargs = OPTIMIZER_CASES[case]
+    imp = IMPCallback(rounds=2, pruning_fraction=0.6, save_tickets=False)
+    check = ZeroCheck(imp)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=5, save_top_k=-1)
+    trainer = make_trainer(tmp_path, [RewindCallback(step=2), imp, check, ckpt], max_epochs=1,
+                           enable_checkpointing=True, **trainer_kwargs)
+    model = digits_model(**model_kwargs)
+    trainer.fit(model, datamodule)
+    assert len(imp.history) == 3 and check.checks > 20
+    params = dict(model.named_parameters())
+    for name, mask in imp.masks.items():
+        assert bool((params[name][~mask] == 0).all())
+    # Every saved checkpoint has its own masks' pruned weights at exactly zero.
+    files = sorted(os.listdir(tmp_path / "ckpt"))
+    assert len(files) >= 3
+    pruned_seen = False
+    for file in files:
+        ckpt_data = torch.load(tmp_path / "ckpt" / file, weights_only=False)
+        state = next(v for k, v in ckpt_data["callbacks"].items() if k.startswith("IMPCallback"))
+        masks = Masks.unpack(state["masks"])
+        pruned_seen |= masks.density() < 1
+        for name, mask in masks.items():
+            assert bool((ckpt_data["state_dict"][name][~mask] == 0).all()), (file, name)
+    assert pruned_seen
+
+
+def test_logged_scalars_reach_csv_logger(tmp_path, datamodule):
+    imp = IMPCallback(rounds=1, pruning_fraction=0.5, save_tickets=False)
+    trainer = make_trainer(tmp_path, [imp], max_epochs=1)
+    trainer.fit(digits_model(), datamodule)
+    with open(os.path.join(trainer.log_dir, "metrics.csv")) as f:
+        header = f.readline().strip().split(",")
+    for key in ("imp/round", "imp/density", "imp/layer_density/model.out.weight", "imp/final/val_acc",
+                "imp/best/val_loss", "imp/best_step"):
+        assert key in header
+
+
+def test_masking_callback_trains_a_ticket_sparsely(tmp_path, datamodule):
+    imp = IMPCallback(rounds=1, pruning_fraction=0.8)
+    make_trainer(tmp_path / "imp", [imp], max_epochs=1).fit(digits_model(), datamodule)
+    path = imp.history[-1]["ticket"]
+
+    pl.seed_everything(123)
+    control = digits_model()
+    own_init = control.model.hidden[0].weight.detach().clone()
+    masking = MaskingCallback(ticket=path, ticket_weights=False)
+    make_trainer(tmp_path / "control", [masking], max_epochs=1).fit(control, datamodule)
+    mask = masking.masks["model.hidden.0.weight"]
+    assert masking.masks == load_ticket(path).masks
+    assert bool((control.model.hidden[0].weight[~mask] == 0).all())
+    assert not torch.equal(control.model.hidden[0].weight, own_init * mask)  # it trained
