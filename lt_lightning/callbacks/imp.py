@@ -132,6 +132,7 @@ class IMPCallback(MaskingCallback):
         self._run_dir = ""
         self._best: dict[str, float] = {}
         self._best_step: int | None = None
+        self._seen: dict[str, float] = {}  # the round's latest logged scalars, kept across a resume
         self._round_started = 0.0
         self._resumed_time = 0.0  # wall time a resumed round had spent before the checkpoint
         self._resumed_length: tuple[int, int] | None = None
@@ -218,6 +219,7 @@ class IMPCallback(MaskingCallback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
+        self._seen.update(_scalars(trainer.callback_metrics))
         for name, value in _scalars(trainer.callback_metrics).items():
             lower = self.mode == "min" if name == self.monitor else _lower_is_better(name)
             previous = self._best.get(name)
@@ -263,7 +265,7 @@ class IMPCallback(MaskingCallback):
             self._freeze_schedulers(trainer)
         self.round += 1
         self.set_masks(trainer, pl_module, masks)
-        self._best, self._best_step = {}, None
+        self._best, self._best_step, self._seen = {}, None, {}
         self._round_started = time.perf_counter()
         self.log_densities(trainer, "imp")
         log_metrics(trainer, {"imp/round": float(self.round)})
@@ -278,7 +280,8 @@ class IMPCallback(MaskingCallback):
 
     def _finish_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self.masks is not None and self._rewind is not None
-        final = _scalars(trainer.callback_metrics)
+        # callback_metrics starts empty in a resumed process: what the round logged before the checkpoint is in _seen.
+        final = {**self._seen, **_scalars(trainer.callback_metrics)}
         record: dict[str, Any] = {
             "round": self.round,
             "density": self.masks.density(),
@@ -326,7 +329,7 @@ class IMPCallback(MaskingCallback):
     @override
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update(round=self.round, history=self.history, best=self._best, best_step=self._best_step,
+        state.update(round=self.round, history=self.history, best=self._best, best_step=self._best_step, seen=self._seen,
                      train_steps=self._train_steps, rewind_step=self._rewind_step,
                      round_time=time.perf_counter() - self._round_started)
         return state
@@ -338,6 +341,7 @@ class IMPCallback(MaskingCallback):
         self.history = list(state_dict["history"])
         self._best = dict(state_dict["best"])
         self._best_step = state_dict["best_step"]
+        self._seen = dict(state_dict["seen"])
         self._resumed_time = state_dict["round_time"]
         self._resumed_length = (state_dict["train_steps"], state_dict["rewind_step"])
 

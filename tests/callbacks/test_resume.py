@@ -1,0 +1,108 @@
+"""A fit killed anywhere and resumed from a checkpoint ends like an uninterrupted one: same masks, history, weights."""
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from conftest import digits_model, make_trainer
+from lt_lightning import IMPCallback, RewindCallback
+from lt_lightning.zoo import DigitsDataModule
+
+
+class ResumableLoader:
+    """Batches of a fixed dataset in a per-epoch seeded order, resumable mid-epoch (Lightning's ``_Stateful``):
+    the loader that bitwise-identical mid-epoch resumption needs."""
+
+    def __init__(self, dataset, batch_size, seed=0):
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.epoch, self.yielded, self._skip = 0, 0, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        self.yielded, self._skip = self._skip, 0
+        while self.yielded < len(self):
+            idx = order[self.yielded * self.batch_size:(self.yielded + 1) * self.batch_size]
+            self.yielded += 1
+            yield self.dataset[idx]
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "yielded": self.yielded}
+
+    def load_state_dict(self, state):
+        self.epoch, self._skip = state["epoch"], state["yielded"]
+
+
+class ResumableDigits(DigitsDataModule):
+    def train_dataloader(self):
+        x, y = self.train_set.tensors
+        return ResumableLoader(TensorDataset(x, y), self.batch_size)
+
+
+class SaveAt(Callback):
+    """Saves a real Lightning checkpoint at the end of chosen optimizer steps, as ModelCheckpoint would."""
+
+    def __init__(self, root, steps):
+        self.root, self.steps = root, set(steps)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step in self.steps:
+            trainer.save_checkpoint(self.root / "ckpt" / f"step={trainer.global_step}.ckpt")
+
+
+class Crash(Callback):
+    def __init__(self, at_step):
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.at_step:
+            raise RuntimeError("injected crash")
+
+
+def _run(root, crash_at=None, ckpt_path=None):
+    pl.seed_everything(0, verbose=False)
+    imp = IMPCallback(rounds=3, pruning_fraction=0.4)
+    callbacks = [
+        RewindCallback(step="1ep"),
+        imp,
+        SaveAt(root, [50, 67, 89]),
+        # After validation: Lightning skips an epoch's validation when resuming from its last batch's checkpoint.
+        ModelCheckpoint(dirpath=root / "ckpt", save_top_k=-1, filename="{step}-validated"),
+    ]
+    if crash_at is not None:
+        callbacks.append(Crash(crash_at))
+    model = digits_model(optimizer="sgd", lr=0.1, scheduler="multistep", milestones=[30, 60])
+    trainer = make_trainer(root, callbacks, max_epochs=2, enable_checkpointing=True)
+    trainer.fit(model, ResumableDigits(batch_size=64), ckpt_path=ckpt_path)
+    return imp, model, trainer
+
+
+def _comparable(history):
+    return [{k: v for k, v in h.items() if k not in ("wall_time_s", "ticket")} for h in history]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("full"))
+
+
+# one training = 44 steps, rewind to 22 (1 epoch): rounds end at 44, 66, 88, 110.
+@pytest.mark.parametrize(("crash_at", "resume_at"), [(53, "50"), (70, "66-validated"), (72, "67"), (100, "89")],
+                         ids=["mid-round", "at-round-end-before-prune", "right-after-prune", "late-round"])
+def test_resume_matches_uninterrupted_run(tmp_path, uninterrupted, crash_at, resume_at):
+    full_imp, full_model, _ = uninterrupted
+    with pytest.raises(RuntimeError, match="injected crash"):
+        _run(tmp_path, crash_at=crash_at)
+    imp, model, trainer = _run(tmp_path, ckpt_path=tmp_path / "ckpt" / f"step={resume_at}.ckpt")
+    assert trainer.global_step == 110
+    assert imp.masks == full_imp.masks
+    assert _comparable(imp.history) == _comparable(full_imp.history)
+    for name, value in full_model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
