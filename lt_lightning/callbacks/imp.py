@@ -297,6 +297,8 @@ class IMPCallback(MaskingCallback):
         }
         if self.save_tickets and self._rewind.snapshot is not None:
             record["ticket"] = os.path.join(self._run_dir, "tickets", f"round_{self.round:02d}.pt")
+        # Metrics logged without sync_dist differ between ranks: every rank keeps rank zero's record.
+        record = trainer.strategy.broadcast(record, src=0)
         self.history.append(record)
         self._write(record)
         metrics = {f"imp/final/{k}": v for k, v in final.items()}

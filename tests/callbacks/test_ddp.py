@@ -1,0 +1,45 @@
+"""Multi-process: real DDP on CPU with 2 processes and gloo; sharded strategies refused before training."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+from lt_lightning.callbacks._trainer import check_strategy
+from lt_lightning.masks import Masks
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "ddp_imp.py")
+
+
+def test_ddp_masks_identical_on_all_ranks(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, SCRIPT, str(tmp_path), "rank_seeded"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    masks = [Masks.unpack(r["masks"]) for r in ranks]
+    assert masks[0] == masks[1]
+    assert masks[0].density() == pytest.approx(0.25, abs=1e-3)
+    assert ranks[0]["history"] == ranks[1]["history"] and len(ranks[0]["history"]) == 3
+    for name, value in ranks[0]["state_dict"].items():
+        assert torch.equal(value, ranks[1]["state_dict"][name]), name
+    # 1348 digits / 2 ranks / batch 32 = 22 steps per epoch; rounds of 44, then 41 steps after rewinding to 3.
+    assert ranks[0]["global_step"] == 44 + 2 * 41
+    # Only rank zero writes the history and tickets.
+    assert sorted(os.listdir(tmp_path / "tickets")) == ["round_00.pt", "round_01.pt", "round_02.pt"]
+
+
+class _Trainer:
+    """Holds a real, unsharded-incompatible strategy object; these strategies cannot be built on a CPU Trainer."""
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+
+
+@pytest.mark.parametrize("strategy", [FSDPStrategy(), ModelParallelStrategy()], ids=["fsdp", "model_parallel"])
+def test_sharded_strategies_are_refused_with_the_supported_list(strategy):
+    with pytest.raises(ValueError, match=f"does not support strategy {type(strategy).__name__}; supported: single"):
+        check_strategy(_Trainer(strategy), "IMPCallback")
