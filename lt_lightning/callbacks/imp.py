@@ -29,6 +29,7 @@ from lt_lightning.pruning import ScoreContext, check_density, geometric, prune, 
 from lt_lightning.pruning.allocation import check_allocation
 from lt_lightning.pruning.schedule import check_fraction
 from lt_lightning.pruning.scores import check_score
+from lt_lightning.reporting import round_scalars
 from lt_lightning.ticket import Ticket
 
 Reset = Literal["rewind", "lr_rewind", "finetune"]
@@ -133,6 +134,7 @@ class IMPCallback(MaskingCallback):
         self._best: dict[str, float] = {}
         self._best_step: int | None = None
         self._seen: dict[str, float] = {}  # the round's latest logged scalars, kept across a resume
+        self._overlap: float | None = None  # IoU of this round's kept weights with the previous round's
         self._round_started = 0.0
         self._resumed_time = 0.0  # wall time a resumed round had spent before the checkpoint
         self._resumed_length: tuple[int, int] | None = None
@@ -264,7 +266,8 @@ class IMPCallback(MaskingCallback):
         else:
             self._freeze_schedulers(trainer)
         self.round += 1
-        self.set_masks(trainer, pl_module, masks)
+        previous = self.masks
+        self._overlap = self.set_masks(trainer, pl_module, masks).overlap(previous)
         self._best, self._best_step, self._seen = {}, None, {}
         self._round_started = time.perf_counter()
         self.log_densities(trainer, "imp")
@@ -292,6 +295,8 @@ class IMPCallback(MaskingCallback):
             "best": dict(self._best),
             "monitor": self.monitor,
             "best_step": self._best_step,
+            "mask_overlap": self._overlap,
+            "distance_from_rewind": self._distance_from_rewind(pl_module),
             "wall_time_s": time.perf_counter() - self._round_started,
             "ticket": None,
         }
@@ -301,11 +306,20 @@ class IMPCallback(MaskingCallback):
         record = trainer.strategy.broadcast(record, src=0)
         self.history.append(record)
         self._write(record)
-        metrics = {f"imp/final/{k}": v for k, v in final.items()}
-        metrics.update({f"imp/best/{k}": v for k, v in self._best.items()})
-        if self._best_step is not None:
-            metrics["imp/best_step"] = float(self._best_step)
-        log_metrics(trainer, metrics)
+        log_metrics(trainer, round_scalars(record))
+
+    def _distance_from_rewind(self, pl_module: pl.LightningModule) -> float | None:
+        """Relative L2 distance of the trained prunable weights from their rewind values, ``|w - w_k| / |w_k|``."""
+        assert self.masks is not None and self._rewind is not None
+        if self._rewind.snapshot is None:
+            return None
+        params = dict(pl_module.named_parameters())
+        diff = norm = 0.0
+        for name, mask in self.masks.items():
+            start = self._rewind.snapshot.model[name].to(params[name].device) * mask.to(params[name].device)
+            diff += float((params[name].detach() - start).float().pow(2).sum())
+            norm += float(start.float().pow(2).sum())
+        return (diff / norm) ** 0.5 if norm else None
 
     @rank_zero_only
     def _write(self, record: dict[str, Any]) -> None:
@@ -332,6 +346,7 @@ class IMPCallback(MaskingCallback):
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state.update(round=self.round, history=self.history, best=self._best, best_step=self._best_step, seen=self._seen,
+                     overlap=self._overlap,
                      train_steps=self._train_steps, rewind_step=self._rewind_step,
                      round_time=time.perf_counter() - self._round_started)
         return state
@@ -344,6 +359,7 @@ class IMPCallback(MaskingCallback):
         self._best = dict(state_dict["best"])
         self._best_step = state_dict["best_step"]
         self._seen = dict(state_dict["seen"])
+        self._overlap = state_dict["overlap"]
         self._resumed_time = state_dict["round_time"]
         self._resumed_length = (state_dict["train_steps"], state_dict["rewind_step"])
 

@@ -59,6 +59,11 @@ def test_imp_rounds_densities_history_and_tickets(tmp_path, datamodule):
         assert h["best"]["val_loss"] <= h["final"]["val_loss"] + 1e-9 and h["best"]["val_acc"] >= h["final"]["val_acc"]
         assert 0 <= h["best_step"] <= one_training
     assert imp.history[0]["final"]["val_acc"] > 0.8  # the dense network learned
+    # IMP masks are nested, so consecutive rounds' intersection over union is the ratio of densities.
+    assert imp.history[0]["mask_overlap"] is None
+    for prev, h in zip(imp.history, imp.history[1:]):
+        assert h["mask_overlap"] == pytest.approx(h["density"] / prev["density"])
+    assert all(h["distance_from_rewind"] > 0 for h in imp.history)
 
     # imp.masks: bool tensors named as in model.named_parameters(); pruned weights are zero at fit end.
     params = dict(model.named_parameters())
