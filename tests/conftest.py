@@ -11,6 +11,9 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lt_lightning.zoo import Classifier, DigitsDataModule
 
+# Scripts run as separate processes (DDP); importing them here would run their registrations twice.
+collect_ignore_glob = ["callbacks/ddp_*.py"]
+
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
