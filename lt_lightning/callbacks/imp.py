@@ -10,7 +10,6 @@ trained network; then the callback records the round, prunes, resets and starts 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
@@ -194,15 +193,7 @@ class IMPCallback(MaskingCallback):
                 f" ({self._length}): resume with the Trainer and callbacks of the original run."
             )
         trainer.fit_loop.epoch_loop.max_steps = self._round_end(self.num_rounds)
-        if per_epoch != math.inf and trainer.check_val_every_n_epoch is not None:
-            misaligned = [r for r in range(self.num_rounds + 1) if self._round_end(r) % per_epoch]
-            if misaligned:
-                rank_zero_warn(
-                    f"lt-lightning: rounds {misaligned} end mid-epoch (rewind step {self._rewind_step} and one training"
-                    f" of {self._train_steps} steps, {per_epoch} steps per epoch); their final validation metrics are"
-                    " from the last validation before the round's end. Rewind to whole epochs or validate by steps"
-                    " (val_check_interval with check_val_every_n_epoch=None) to validate at every round's end."
-                )
+        self._validate_at_round_ends(trainer)
         if self.reset == "finetune" and self.round > 0:
             self._freeze_schedulers(trainer)
         super().on_train_start(trainer, pl_module)
@@ -210,6 +201,22 @@ class IMPCallback(MaskingCallback):
         self._resumed_time = 0.0
         self.log_densities(trainer, "imp")
         log_metrics(trainer, {"imp/round": float(self.round)})
+
+    def _validate_at_round_ends(self, trainer: pl.Trainer) -> None:
+        """Make Lightning also validate after each round's last step, so that every round's final metrics are
+        measured at its end even when it ends mid-epoch. Lightning has no public switch for this: its epoch loop's
+        ``_should_check_val_fx`` is wrapped for this fit only (and left alone, with a warning, if it is missing)."""
+        epoch_loop = trainer.fit_loop.epoch_loop
+        should_check = getattr(epoch_loop, "_should_check_val_fx", None)
+        if should_check is None:
+            rank_zero_warn("lt-lightning: cannot validate at round ends with this Lightning version; a round's final"
+                           " validation metrics are those of the last validation before its end.")
+            return
+
+        def or_at_round_end(*args: Any, **kwargs: Any) -> bool:
+            return should_check(*args, **kwargs) or trainer.global_step == self._round_end(self.round)
+
+        epoch_loop._should_check_val_fx = or_at_round_end
 
     # ------------------------------------------------------------------ per batch: one integer comparison
     @override
@@ -234,7 +241,13 @@ class IMPCallback(MaskingCallback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if len(self.history) == self.round and trainer.global_step >= self._round_end(self.round):
             self._finish_round(trainer, pl_module)
+        trainer.fit_loop.epoch_loop.__dict__.pop("_should_check_val_fx", None)
         super().on_train_end(trainer, pl_module)
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        trainer.fit_loop.epoch_loop.__dict__.pop("_should_check_val_fx", None)
+        super().on_exception(trainer, pl_module, exception)
 
     # ------------------------------------------------------------------ rounds
     def _round_end(self, round_: int) -> int:

@@ -42,14 +42,28 @@ class ZeroCheck(Callback):
         self._check(pl_module, grads=True)
 
 
+class ValidationSteps(Callback):
+    def __init__(self):
+        self.steps = []
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.steps.append(trainer.global_step)
+
+
 def test_imp_rounds_densities_history_and_tickets(tmp_path, datamodule):
     imp = IMPCallback(rounds=3, pruning_fraction=0.5)
-    trainer = make_trainer(tmp_path, [RewindCallback(step="3it"), imp], max_epochs=2)
+    validations = ValidationSteps()
+    trainer = make_trainer(tmp_path, [RewindCallback(step="3it"), imp, validations], max_epochs=2)
     model = digits_model(optimizer="sgd", lr=0.1)
     trainer.fit(model, datamodule)
 
     one_training = 2 * STEPS_PER_EPOCH
     assert trainer.global_step == one_training + 3 * (one_training - 3)
+    # Rounds end mid-epoch (rewind to step 3), and each is validated at its end as well as at epoch ends.
+    round_ends = [one_training + r * (one_training - 3) for r in range(4)]
+    assert set(round_ends) <= set(validations.steps)
+    assert sorted(set(validations.steps) - set(round_ends)) == [22, 66, 88, 110, 132, 154]  # epoch ends
     assert [h["round"] for h in imp.history] == [0, 1, 2, 3]
     numel = sum(m.numel() for m in imp.masks.values())
     for h in imp.history:
