@@ -29,6 +29,8 @@ from lt_lightning.pruning.allocation import check_allocation
 from lt_lightning.pruning.schedule import check_fraction
 from lt_lightning.pruning.scores import check_score
 from lt_lightning.reporting import round_scalars
+from lt_lightning.reporting.progress import print_round_summary, show_round
+from lt_lightning.reporting.wandb import log_round_to_wandb
 from lt_lightning.ticket import Ticket
 
 Reset = Literal["rewind", "lr_rewind", "finetune"]
@@ -201,6 +203,7 @@ class IMPCallback(MaskingCallback):
         self._resumed_time = 0.0
         self.log_densities(trainer, "imp")
         log_metrics(trainer, {"imp/round": float(self.round)})
+        show_round(trainer, self.round, self.num_rounds, self.masks.density())
 
     def _validate_at_round_ends(self, trainer: pl.Trainer) -> None:
         """Make Lightning also validate after each round's last step, so that every round's final metrics are
@@ -285,6 +288,7 @@ class IMPCallback(MaskingCallback):
         self._round_started = time.perf_counter()
         self.log_densities(trainer, "imp")
         log_metrics(trainer, {"imp/round": float(self.round)})
+        show_round(trainer, self.round, self.num_rounds, self.masks.density())
 
     def _prune(self, pl_module: pl.LightningModule, round_: int) -> Masks:
         assert self.masks is not None
@@ -320,6 +324,8 @@ class IMPCallback(MaskingCallback):
         self.history.append(record)
         self._write(record)
         log_metrics(trainer, round_scalars(record))
+        log_round_to_wandb(trainer, self.history)
+        print_round_summary(record, self.num_rounds)
 
     def _distance_from_rewind(self, pl_module: pl.LightningModule) -> float | None:
         """Relative L2 distance of the trained prunable weights from their rewind values, ``|w - w_k| / |w_k|``."""

@@ -1,0 +1,117 @@
+"""PNG figures of an IMP run from its history, without W&B.
+
+Figures are drawn on :class:`matplotlib.figure.Figure` objects and saved with the Agg renderer: no pyplot, so the
+caller's matplotlib backend and global state are left alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullLocator
+
+from lt_lightning.reporting.summary import accuracy_metric
+
+_DPI = 120
+_MAX_TICKS = 12
+
+
+def _figure(height: float = 4.2) -> Figure:
+    return Figure(figsize=(7, height), layout="constrained")
+
+
+def _save(fig: Figure, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=_DPI)
+    return path
+
+
+def _round_axis(ax: Any, rounds: Sequence[int]) -> None:
+    step = max(1, math.ceil(len(rounds) / _MAX_TICKS))
+    ax.set_xticks(list(rounds)[::step])
+    ax.set_xlabel("round")
+    ax.grid(alpha=0.3)
+
+
+def plot_accuracy(history: Sequence[dict[str, Any]], path: str, metric: str | None = None) -> str:
+    """Final and best ``metric`` per round against % of weights remaining (log scale, from 100% down)."""
+    metric = accuracy_metric(history, metric)
+    rows = [r for r in history if metric in r["final"]]
+    remaining = [100.0 * r["density"] for r in rows]
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.plot(remaining, [r["final"][metric] for r in rows], "o-", label=f"final {metric}")
+    best = [(100.0 * r["density"], r["best"][metric]) for r in rows if metric in r["best"]]
+    if best:
+        ax.plot(*zip(*best), "s--", alpha=0.8, label=f"best {metric} (early-stopping step)")
+    ax.axhline(rows[0]["final"][metric], color="grey", linestyle=":", label=f"round {rows[0]['round']} (dense)")
+    ax.set_xscale("log")
+    ax.set_xlim(max(remaining) * 1.15, min(remaining) / 1.15)  # reversed: training goes from dense to sparse
+    # One tick per round's density (thinned when crowded), labelled in plain percent rather than powers of ten.
+    ticks = remaining[:: max(1, math.ceil(len(remaining) / _MAX_TICKS))]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{t:.3g}" for t in ticks])
+    ax.set_xlabel("prunable weights remaining (%, log scale)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} vs. weights remaining")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_layer_density(history: Sequence[dict[str, Any]], path: str) -> str:
+    """Density of each prunable layer, and of all of them together, per round (log scale)."""
+    rounds = [r["round"] for r in history]
+    layers = list(history[0].get("layer_density", {}))
+    fig = _figure()
+    ax = fig.add_subplot()
+    for layer in layers:
+        ax.plot(rounds, [r["layer_density"].get(layer, math.nan) for r in history], "o-", markersize=3, label=layer)
+    ax.plot(rounds, [r["density"] for r in history], "k--", linewidth=2, label="all prunable weights")
+    ax.set_yscale("log")
+    ax.set_ylabel("density (fraction of weights kept, log scale)")
+    ax.set_title("Density per layer")
+    _round_axis(ax, rounds)
+    fig.legend(loc="outside right upper", fontsize="small")
+    return _save(fig, path)
+
+
+def plot_mask_overlap(history: Sequence[dict[str, Any]], path: str) -> str:
+    """Mask overlap with the previous round (IoU of kept weights), and distance of the trained weights from the
+    rewind point, per round."""
+    rounds = [r["round"] for r in history]
+    fig = _figure(height=5.5)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    pairs = [(r["round"], r["mask_overlap"], r["density"] / p["density"])
+             for p, r in zip(history, history[1:]) if r.get("mask_overlap") is not None]
+    if pairs:
+        x, overlap, nested = zip(*pairs)
+        # Drawn first and wide: IMP's nested masks lie exactly on it, and the marks must stay visible on top.
+        top.plot(x, nested, "-", color="grey", linewidth=5, alpha=0.35, label="nested masks: density ratio")
+        top.plot(x, overlap, "o-", label="mask overlap (IoU)")
+        top.legend(fontsize="small")
+    top.set_ylim(0, 1.02)
+    top.set_ylabel("IoU with previous round")
+    top.set_title("Mask overlap between consecutive rounds")
+    top.grid(alpha=0.3)
+    distance = [(r["round"], r["distance_from_rewind"]) for r in history if r.get("distance_from_rewind") is not None]
+    if distance:
+        bottom.plot(*zip(*distance), "o-", color="tab:orange")
+    bottom.set_ylabel("‖w − w_rewind‖ / ‖w_rewind‖")
+    bottom.set_title("Distance of the trained weights from the rewind point")
+    _round_axis(bottom, rounds)
+    return _save(fig, path)
+
+
+def write_plots(history: Sequence[dict[str, Any]], out_dir: str, metric: str | None = None) -> list[str]:
+    """Write the three figures into ``out_dir``; return their paths."""
+    return [
+        plot_accuracy(history, os.path.join(out_dir, "accuracy_vs_weights_remaining.png"), metric),
+        plot_layer_density(history, os.path.join(out_dir, "layer_density.png")),
+        plot_mask_overlap(history, os.path.join(out_dir, "mask_overlap.png")),
+    ]

@@ -1,0 +1,63 @@
+"""W&B views of an IMP run, for each :class:`~lightning.pytorch.loggers.WandbLogger` attached to the Trainer.
+
+At each round's end: the round scalars on an ``imp/round`` x-axis (``define_metric``), a table with one row per
+round, line plots of accuracy vs. % of weights remaining and of per-layer density per round, and the round's ticket
+file as an artifact of type ``"ticket"`` (metadata: the round record). ``wandb`` is imported only when a
+WandbLogger is attached: it is an optional extra.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from lt_lightning.reporting.scalars import round_scalars
+from lt_lightning.reporting.summary import accuracy_metric, round_table
+
+
+@rank_zero_only
+def log_round_to_wandb(trainer: pl.Trainer, history: Sequence[dict[str, Any]], metric: str | None = None) -> None:
+    """Log the views of the last round of ``history`` to every attached WandbLogger's run.
+
+    Tables and plots are rebuilt from the whole history each round (W&B shows the latest), so a resumed run shows
+    every round. ``metric``: the accuracy plotted, by default :func:`~lt_lightning.reporting.summary.accuracy_metric`.
+    """
+    loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+    if not loggers:
+        return
+    import wandb
+
+    record = history[-1]
+    metric = accuracy_metric(history, metric)
+    columns, rows = round_table(history)
+    layer_rows = [[r["round"], layer, d] for r in history for layer, d in r.get("layer_density", {}).items()]
+    for logger in loggers:
+        run = logger.experiment
+        # WandbLogger(prefix=...) prefixes every key it logs; the keys logged here must match the scalars it logged.
+        key = (lambda k: f"{logger._prefix}{logger.LOGGER_JOIN_CHAR}{k}") if logger._prefix else (lambda k: k)
+        # Explicit names win over WandbLogger's "*" -> trainer/global_step; step_sync fills imp/round into every
+        # row that logs one of these keys (also the density logged when a round starts).
+        for name in round_scalars(record):
+            if name != "imp/round":
+                run.define_metric(key(name), step_metric=key("imp/round"), step_sync=True)
+        table = wandb.Table(columns=columns, data=rows, allow_mixed_types=True)
+        layers = wandb.Table(columns=["round", "layer", "density"], data=layer_rows)
+        run.log({
+            key("imp/round"): record["round"],
+            key("imp/rounds"): table,
+            key("imp/plots/accuracy_vs_weights_remaining"): wandb.plot.line(
+                table, "weights_remaining_pct", f"final/{metric}",
+                title=f"final {metric} vs. % of prunable weights remaining"),
+            key("imp/plots/layer_density"): wandb.plot.line(
+                layers, "round", "density", stroke="layer", title="density per layer per round"),
+            "trainer/global_step": trainer.global_step,
+        })
+        if record.get("ticket") and os.path.isfile(record["ticket"]):
+            artifact = wandb.Artifact(f"ticket-{run.id}", type="ticket", metadata=dict(record))
+            artifact.add_file(record["ticket"])
+            run.log_artifact(artifact, aliases=[f"round-{record['round']:02d}", "latest"])
