@@ -1,19 +1,27 @@
 """Pruning, pure torch: scores x allocation x schedule, each piece chosen by name from a registry."""
 
-from lt_lightning.pruning.allocation import ALLOCATIONS, register_allocation
-from lt_lightning.pruning.prune import check_density, prune
-from lt_lightning.pruning.schedule import geometric, rounds_to_reach
+from lt_lightning.pruning.allocation import ALLOCATIONS, erk_densities, register_allocation, smart_ratio_densities
+from lt_lightning.pruning.prune import LayerCollapseWarning, check_density, match_parameters, prune, prune_iteratively
+from lt_lightning.pruning.schedule import geometric, one_shot, polynomial, rounds_to_reach, synflow_exponential
 from lt_lightning.pruning.scores import SCORES, ScoreContext, compute_scores, register_score
 
 __all__ = [
     "ALLOCATIONS",
     "SCORES",
+    "LayerCollapseWarning",
     "ScoreContext",
     "check_density",
     "compute_scores",
+    "erk_densities",
     "geometric",
+    "match_parameters",
+    "one_shot",
+    "polynomial",
     "prune",
+    "prune_iteratively",
     "register_allocation",
     "register_score",
     "rounds_to_reach",
+    "smart_ratio_densities",
+    "synflow_exponential",
 ]

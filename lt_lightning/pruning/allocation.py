@@ -6,7 +6,10 @@ An allocation function takes ``(scores, masks, density)`` and returns new :class
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -66,10 +69,115 @@ def global_threshold(scores: Mapping[str, Tensor], masks: Masks, density: float)
 @register_allocation("layerwise")
 def layerwise(scores: Mapping[str, Tensor], masks: Masks, density: float) -> Masks:
     """The same density in every layer, each layer pruned by its own threshold."""
-    alive = _alive_scores(scores, masks)
+    return _keep_per_layer(scores, masks, {n: _count(density, m.numel()) for n, m in masks.items()})
+
+
+@register_allocation("erk")
+def erk(scores: Mapping[str, Tensor], masks: Masks, density: float) -> Masks:
+    """Erdős–Rényi-Kernel layer densities (:func:`erk_densities`), each layer pruned by its own threshold."""
+    return _keep_per_layer(scores, masks, _counts(erk_densities({n: m.shape for n, m in masks.items()}, density),
+                                                  masks, density))
+
+
+def smart_ratios(
+    scores: Mapping[str, Tensor],
+    masks: Masks,
+    density: float,
+    *,
+    decay: Literal["quadratic", "linear"] = "quadratic",
+    last_density: float = 0.3,
+) -> Masks:
+    """Smart-ratio layer densities (:func:`smart_ratio_densities`), each layer pruned by its own threshold. Registered
+    as ``"smart_ratios"`` (quadratic decay, the paper's choice) and ``"smart_ratios_linear"``."""
+    densities = smart_ratio_densities({n: m.numel() for n, m in masks.items()}, density, decay, last_density)
+    return _keep_per_layer(scores, masks, _counts(densities, masks, density))
+
+
+register_allocation("smart_ratios")(smart_ratios)
+register_allocation("smart_ratios_linear")(functools.partial(smart_ratios, decay="linear"))
+
+
+def erk_densities(shapes: Mapping[str, Sequence[int]], density: float) -> dict[str, float]:
+    """Per-layer densities of the Erdős–Rényi-Kernel distribution (Evci et al. 2020, RigL): ``density_l`` is
+    proportional to ``sum(shape_l) / prod(shape_l)``, scaled so that ``density`` of all weights is kept; a layer whose
+    density would exceed 1 is kept dense and the others are scaled again.
+
+    >>> d = erk_densities({"a": (100, 10), "b": (10, 100), "c": (10, 10)}, 0.6)  # raw 0.11, 0.11, 0.2
+    >>> {n: round(v, 4) for n, v in d.items()}  # c would get 0.2 * 1260 / 240 > 1: dense; a, b: 0.11 * 1160 / 220
+    {'a': 0.58, 'b': 0.58, 'c': 1.0}
+    """
+    numel = {n: math.prod(s) for n, s in shapes.items()}
+    return _scale_to_budget({n: sum(s) / numel[n] for n, s in shapes.items()}, numel, density * sum(numel.values()))
+
+
+def smart_ratio_densities(
+    numel: Mapping[str, int],
+    density: float,
+    decay: Literal["quadratic", "linear"] = "quadratic",
+    last_density: float = 0.3,
+) -> dict[str, float]:
+    """Per-layer densities of the smart ratios of Su et al. 2020 ("Sanity-checking pruning methods: random tickets
+    can win the jackpot"), for ``L`` layers in order (``numel``'s order, the last being the output layer).
+
+    Layer ``l = 1 .. L-1`` keeps a density proportional to ``(L - l + 1)^2 + (L - l + 1)`` (``decay="quadratic"``) or
+    to ``L - l + 1`` (``"linear"``), scaled so that ``density`` of all weights is kept; the last layer keeps
+    ``last_density`` (the paper's 30%). Layers whose density would exceed 1 are kept dense and the others scaled
+    again, as in :func:`erk_densities` (the authors' code instead hands the excess to the next layers in order).
+
+    >>> d = smart_ratio_densities({"a": 100, "b": 100, "c": 100, "out": 10}, 0.3)  # raw 20, 12, 6 for a, b, c
+    >>> {n: round(v, 4) for n, v in d.items()}  # a: 20 * (93 - 3) / 3800
+    {'a': 0.4737, 'b': 0.2842, 'c': 0.1421, 'out': 0.3}
+    """
+    if decay not in ("quadratic", "linear"):
+        raise ValueError(f"decay={decay!r} is not allowed; expected 'quadratic' or 'linear'.")
+    names = list(numel)
+    if len(names) == 1:
+        return {names[0]: density}
+    *body, last = names
+    budget = density * sum(numel.values())
+    body_numel = sum(numel[n] for n in body)
+    last_kept = max(last_density * numel[last], budget - body_numel)  # a dense body leaves the rest to the last layer
+    if last_kept >= budget:
+        raise ValueError(
+            f"smart ratios keep {last_density:.0%} of the last layer {last!r} ({last_kept:.0f} weights), which is all"
+            f" of the {budget:.0f} weights that density={density} allows: use a higher density or another allocation."
+        )
+    depth = len(names)
+    raw = {n: float(k * k + k if decay == "quadratic" else k) for n, k in zip(body, range(depth, 1, -1))}
+    return {**_scale_to_budget(raw, {n: numel[n] for n in body}, budget - last_kept), last: last_kept / numel[last]}
+
+
+def _scale_to_budget(raw: Mapping[str, float], numel: Mapping[str, int], budget: float) -> dict[str, float]:
+    """Densities ``scale * raw[n]`` keeping ``budget`` weights in all; layers that would exceed 1 are set dense, which
+    only raises the scale of the others, so all of them can be set at once (RigL sets one at a time)."""
+    dense: set[str] = set()
+    while True:
+        free = [n for n in raw if n not in dense]
+        if not free:
+            return dict.fromkeys(raw, 1.0)
+        scale = (budget - sum(numel[n] for n in dense)) / sum(raw[n] * numel[n] for n in free)
+        over = {n for n in free if scale * raw[n] > 1.0}
+        if not over:
+            return {n: 1.0 if n in dense else scale * raw[n] for n in raw}
+        dense |= over
+
+
+def _counts(densities: Mapping[str, float], masks: Masks, density: float) -> dict[str, int]:
+    """Whole numbers of weights per layer close to ``densities`` that add up to exactly ``density`` of all weights:
+    floors, plus one more for the layers with the largest remainders."""
+    exact = {n: densities[n] * masks[n].numel() for n in masks}
+    counts = {n: min(math.floor(v), masks[n].numel()) for n, v in exact.items()}
+    short = _count(density, masks.numel()) - sum(counts.values())
+    for name in sorted(exact, key=lambda n: counts[n] - exact[n])[: max(short, 0)]:
+        counts[name] += 1
+    return counts
+
+
+def _keep_per_layer(scores: Mapping[str, Tensor], masks: Masks, counts: Mapping[str, int]) -> Masks:
+    """Each layer keeps its ``counts[name]`` highest-scoring live weights (fewer if fewer are alive)."""
     return Masks(
         {
-            n: keep_top_k([s], min(_count(density, s.numel()), int(masks[n].sum())))[0]
-            for n, s in zip(masks, alive)
+            n: keep_top_k([s], min(counts[n], int(masks[n].sum())))[0]
+            for n, s in zip(masks, _alive_scores(scores, masks))
         }
     )

@@ -1,18 +1,40 @@
-"""One pruning event: score the weights, then allocate the surviving ones."""
+"""One pruning event: score the weights, then allocate the surviving ones; and a sequence of such events."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
 
 from lt_lightning.masks import Masks
-from lt_lightning.pruning.allocation import ALLOCATIONS, check_allocation, layerwise
+from lt_lightning.pruning.allocation import ALLOCATIONS, _alive_scores, check_allocation, layerwise
+from lt_lightning.pruning.schedule import check_density
 from lt_lightning.pruning.scores import ScoreContext, compute_scores
+from lt_lightning.pruning.threshold import keep_top_k
 
 
-def check_density(name: str, value: float) -> None:
-    """Raise ``ValueError`` unless ``0 < value <= 1``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-        raise ValueError(f"{name}={value!r} is not allowed; a density is a fraction of weights kept, in (0, 1].")
+class LayerCollapseWarning(UserWarning):
+    """The layer-collapse guard of :func:`prune` kept weights in layers that the allocation would have emptied."""
+
+
+def match_parameters(pattern: str, names: Sequence[str], what: str) -> list[str]:
+    """The ``names`` that the regex ``pattern`` is found in; ``ValueError`` naming ``what`` if there are none.
+
+    >>> match_parameters(r"^out\\.", ["hidden.weight", "out.weight"], "keep_dense")
+    ['out.weight']
+    """
+    try:
+        regex = re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"{what}={pattern!r} is not a valid regex: {err}.") from err
+    matched = [n for n in names if regex.search(n)]
+    if not matched:
+        raise ValueError(f"{what}={pattern!r} matches no prunable parameter; they are: {list(names)}.")
+    return matched
 
 
 def prune(
@@ -22,11 +44,19 @@ def prune(
     score: str = "magnitude",
     allocation: str = "global",
     layer_density: Mapping[str, float] | None = None,
+    keep_dense: str | None = None,
+    allow_layer_collapse: bool = False,
+    min_kept: int = 1,
 ) -> Masks:
     """New masks keeping ``density`` of ``context.masks``' weights, chosen by ``score`` and ``allocation``.
 
-    Parameters named in ``layer_density`` are pruned on their own to the density given there; ``density`` applies to
-    the others. Weights pruned before stay pruned.
+    Parameters named in ``layer_density`` are pruned on their own to the density given there, and those whose name
+    the regex ``keep_dense`` is found in are not pruned further; ``density`` applies to the others. Weights pruned
+    before stay pruned.
+
+    Layer collapse guard: unless ``allow_layer_collapse``, a layer left with fewer than ``min_kept`` weights keeps its
+    ``min_kept`` highest-scoring ones instead, taken from the lowest-scoring kept weights of the layers that
+    ``allocation`` pruned, so that the total stays the same; a :class:`LayerCollapseWarning` names the layers saved.
 
     >>> import torch
     >>> from torch import nn
@@ -38,18 +68,82 @@ def prune(
     """
     check_density("density", density)
     check_allocation(allocation)
+    if isinstance(min_kept, bool) or not isinstance(min_kept, int) or min_kept < 1:
+        raise ValueError(f"min_kept={min_kept!r} is not allowed; expected an int >= 1.")
+    masks = context.masks
     explicit = dict(layer_density or {})
-    unknown = sorted(set(explicit) - set(context.masks))
+    unknown = sorted(set(explicit) - set(masks))
     if unknown:
-        raise ValueError(f"layer_density names parameters that are not masked: {unknown}; masked: {list(context.masks)}.")
+        raise ValueError(f"layer_density names parameters that are not masked: {unknown}; masked: {list(masks)}.")
     for name, value in explicit.items():
         check_density(f"layer_density[{name!r}]", value)
+    if keep_dense is not None:
+        dense = match_parameters(keep_dense, list(masks), "keep_dense")
+        both = sorted(set(dense) & set(explicit))
+        if both:
+            raise ValueError(f"layer_density and keep_dense={keep_dense!r} both name {both}: give each layer one rule.")
+        explicit.update(dict.fromkeys(dense, 1.0))
     scores = compute_scores(score, context)
-    masks = context.masks
-    new: dict = {}
+    new: dict[str, Tensor] = {}
     rest = [n for n in masks if n not in explicit]
     if rest:
         new.update(ALLOCATIONS[allocation]({n: scores[n] for n in rest}, Masks({n: masks[n] for n in rest}), density))
     for name, value in explicit.items():
         new.update(layerwise({name: scores[name]}, Masks({name: masks[name]}), value))
+    if not allow_layer_collapse:
+        _keep_layers_alive(new, scores, masks, rest, min_kept)
     return Masks({n: new[n] for n in masks})
+
+
+def prune_iteratively(context: ScoreContext, densities: Sequence[float], **kwargs: object) -> Masks:
+    """:func:`prune` to each of ``densities`` in turn, each time scoring the network masked by the previous masks
+    (e.g. SynFlow with :func:`~lt_lightning.pruning.schedule.synflow_exponential`); ``kwargs`` go to :func:`prune`.
+
+    >>> from torch import nn
+    >>> net = nn.Linear(10, 10)
+    >>> prune_iteratively(ScoreContext(net, Masks.dense(net, ["weight"])), [0.5, 0.25]).density()
+    0.25
+    """
+    # The batches are read once per event: an iterator would be exhausted after the first.
+    batches = list(context.batches) if context.batches is not None else None
+    masks = context.masks
+    for density in densities:
+        masks = prune(dataclasses.replace(context, masks=masks, batches=batches), density, **kwargs)  # type: ignore[arg-type]
+    return masks
+
+
+def _keep_layers_alive(
+    new: dict[str, Tensor], scores: Mapping[str, Tensor], before: Masks, donors: Sequence[str], min_kept: int
+) -> None:
+    """The layer collapse guard of :func:`prune`, in place on ``new``."""
+    alive = dict(zip(before, _alive_scores(scores, before)))
+    wanted = {n: min(min_kept, int(before[n].sum())) for n in before}
+    saved = {n: int(new[n].sum()) for n in new if int(new[n].sum()) < wanted[n]}
+    if not saved:
+        return
+    for name in saved:
+        new[name] = keep_top_k([alive[name]], wanted[name])[0]
+    # The weights the saved layers keep come from the lowest-scoring kept weights of the other layers, each of which
+    # keeps its own min_kept best.
+    givers = [n for n in donors if n not in saved]
+    offered = []
+    for name in givers:
+        kept = torch.where(new[name], alive[name], torch.full_like(alive[name], float("-inf")))
+        spare = new[name] & ~keep_top_k([kept], min(min_kept, int(new[name].sum())))[0]
+        offered.append(torch.where(spare, -alive[name], torch.full_like(alive[name], float("-inf"))))
+    needed = sum(wanted[n] - k for n, k in saved.items())
+    available = sum(int(torch.isfinite(o).sum()) for o in offered)
+    if available < needed:
+        raise ValueError(
+            f"the density is too low to keep {min_kept} weight(s) in each of the {len(before)} prunable layers"
+            f" (layers {sorted(saved)} would be emptied): raise the density, or pass allow_layer_collapse=True."
+        )
+    for name, dropped in zip(givers, keep_top_k(offered, needed)):
+        new[name] = new[name] & ~dropped
+    warnings.warn(
+        f"layer collapse guard saved {sorted(saved)}: the allocation kept {saved} of their weights, fewer than"
+        f" min_kept={min_kept}; they keep their highest-scoring weights instead, taken from the lowest-scoring kept"
+        " weights of the other layers. Pass allow_layer_collapse=True to allow empty layers.",
+        LayerCollapseWarning,
+        stacklevel=3,
+    )

@@ -1,17 +1,20 @@
 """Pruning scores: how important each weight is (higher = more worth keeping). Chosen by name from a registry.
 
 A score function takes a :class:`ScoreContext` and returns one tensor per masked parameter, shaped like it. Scores of
-weights that are already pruned do not matter: allocation never revives them.
+weights that are already pruned do not matter: allocation never revives them. Scores that look at the network (SNIP,
+GraSP, SynFlow) score the *masked* network, and leave the module's weights, buffers and train/eval modes as they were.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from lt_lightning.masks import Masks
 
@@ -20,7 +23,8 @@ from lt_lightning.masks import Masks
 class ScoreContext:
     """What a score may look at: the module, its current masks and, for data-driven scores, batches and a loss.
 
-    ``loss_fn(module, batch)`` returns a scalar loss; ``generator`` seeds random scores.
+    ``loss_fn(module, batch)`` returns a scalar loss; ``generator`` seeds random scores; ``example_input`` is one input
+    batch (a tensor, or a tuple of them) whose shape data-free scores (SynFlow) feed ones of.
     """
 
     module: nn.Module
@@ -28,6 +32,7 @@ class ScoreContext:
     batches: Iterable[Any] | None = None
     loss_fn: Callable[[nn.Module, Any], Tensor] | None = None
     generator: torch.Generator | None = None
+    example_input: Tensor | tuple[Tensor, ...] | None = None
 
     def parameters(self) -> dict[str, nn.Parameter]:
         """The masked parameters, by name."""
@@ -96,3 +101,154 @@ def random(context: ScoreContext) -> dict[str, Tensor]:
         name: torch.rand(p.shape, generator=context.generator).to(p.device)
         for name, p in context.parameters().items()
     }
+
+
+@register_score("snip")
+def snip(context: ScoreContext) -> dict[str, Tensor]:
+    """``|w * dL/dw|``, the loss gradient summed over ``context.batches``: connection sensitivity (Lee et al. 2019).
+
+    >>> lin = nn.Linear(2, 1, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = lin.weight.copy_(torch.tensor([[1.0, -2.0]]))
+    >>> mse = lambda module, batch: nn.functional.mse_loss(module(batch[0]), batch[1])
+    >>> batch = (torch.tensor([[1.0, 1.0]]), torch.tensor([[0.0]]))  # loss (1 - 2)^2, gradient 2 * (-1) * x = [-2, -2]
+    >>> snip(ScoreContext(lin, Masks.dense(lin, ["weight"]), [batch], mse))["weight"].tolist()
+    [[2.0, 4.0]]
+    """
+    batches = _training_data(context, "SNIP")
+    weights = _masked_weights(context)
+    grads = _gradient(context, weights, batches)
+    return {name: (w.detach() * g).abs() for (name, w), g in zip(weights.items(), grads)}
+
+
+@register_score("grasp")
+def grasp(context: ScoreContext) -> dict[str, Tensor]:
+    """``w * Hg`` (Wang et al. 2020, Gradient Signal Preservation): ``H`` and ``g`` are the Hessian and gradient of the
+    loss summed over ``context.batches``; ``Hg`` comes from a second backward pass through ``g . dL/dw``.
+
+    >>> lin = nn.Linear(2, 1, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = lin.weight.copy_(torch.tensor([[1.0, -2.0]]))
+    >>> mse = lambda module, batch: nn.functional.mse_loss(module(batch[0]), batch[1])
+    >>> batch = (torch.tensor([[1.0, 1.0]]), torch.tensor([[0.0]]))  # g = [-2, -2], H = 2 x x^T, Hg = [-8, -8]
+    >>> grasp(ScoreContext(lin, Masks.dense(lin, ["weight"]), [batch], mse))["weight"].tolist()
+    [[-8.0, 16.0]]
+    """
+    # Wang et al. score S(-w) = -w * Hg and remove the weights with the highest S: removing them preserves (or
+    # increases) the gradient flow g^T g the most (their code keeps `-w * Hg <= threshold`). Keeping the highest
+    # w * Hg is the same mask in our higher-is-kept convention.
+    batches = _training_data(context, "GraSP")
+    weights = _masked_weights(context)
+    grad = _gradient(context, weights, batches)
+    hg = [torch.zeros_like(w) for w in weights.values()]
+    for batch in batches:
+        grads = torch.autograd.grad(_loss(context, weights, batch), list(weights.values()), create_graph=True,
+                                    allow_unused=True)
+        flow = [(g * d).sum() for g, d in zip(grad, grads) if d is not None and d.requires_grad]
+        if flow:  # else the loss is linear in the weights: H = 0
+            for total, part in zip(hg, torch.autograd.grad(sum(flow), list(weights.values()), allow_unused=True)):
+                if part is not None:
+                    total += part
+    return {name: w.detach() * h for (name, w), h in zip(weights.items(), hg)}
+
+
+@register_score("synflow")
+def synflow(context: ScoreContext) -> dict[str, Tensor]:
+    """``|w * dR/dw|`` with ``R`` the sum of the outputs of the network with weights ``|w|`` on an input of ones:
+    Iterative Synaptic Flow (Tanaka et al. 2020), data-free. Computed in float64 (``R`` is a product over layers and
+    overflows float32), in eval mode (BatchNorm uses its running statistics); the module is left as it was.
+
+    For ``y = W2 W1 x``: ``R = 1^T |W2| |W1| 1``, so the scores are ``|W1| * (|W2|^T 1) 1^T`` and
+    ``|W2| * 1 (|W1| 1)^T``.
+
+    >>> net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False))
+    >>> with torch.no_grad():
+    ...     _ = net[0].weight.copy_(torch.tensor([[1.0, -2.0], [3.0, 4.0]])); _ = net[1].weight.copy_(torch.tensor([[-1.0, 2.0]]))
+    >>> scores = synflow(ScoreContext(net, Masks.dense(net, ["0.weight", "1.weight"]), example_input=torch.zeros(5, 2)))
+    >>> scores["0.weight"].tolist(), scores["1.weight"].tolist()
+    ([[1.0, 2.0], [6.0, 8.0]], [[3.0, 14.0]])
+    """
+    if context.example_input is None:
+        raise ValueError("SynFlow needs the shape of one input (it feeds ones of that shape, no data): pass"
+                         " ScoreContext(example_input=...).")
+    module = context.module
+    inputs = context.example_input if isinstance(context.example_input, (tuple, list)) else (context.example_input,)
+    masked = _masked_weights(context, dtype=torch.float64, transform=torch.abs)
+    state = {name: t.detach().abs().double() if t.is_floating_point() else t
+             for name, t in [*module.named_parameters(), *module.named_buffers()]}
+    state.update(masked)
+    ones = tuple(torch.ones((1, *x.shape[1:]), dtype=torch.float64, device=x.device) for x in inputs)
+    with _eval_mode(module):
+        outputs = functional_call(module, state, ones)
+    total = sum(out.sum() for out in (outputs if isinstance(outputs, (tuple, list)) else (outputs,)))
+    grads = torch.autograd.grad(total, list(masked.values()), allow_unused=True)
+    return {name: (w.detach() * (g if g is not None else torch.zeros_like(w))).abs()
+            for (name, w), g in zip(masked.items(), grads)}
+
+
+def _training_data(context: ScoreContext, method: str) -> list[Any]:
+    batches = list(context.batches) if context.batches is not None else []
+    if not batches or context.loss_fn is None:
+        raise ValueError(
+            f"{method} needs batches of training data and a loss: ScoreContext(batches=..., loss_fn=...) got"
+            f" {len(batches)} batches and loss_fn={context.loss_fn!r}."
+        )
+    return batches
+
+
+def _masked_weights(
+    context: ScoreContext, dtype: torch.dtype | None = None, transform: Callable[[Tensor], Tensor] | None = None
+) -> dict[str, Tensor]:
+    """Leaf copies of the masked parameters with pruned weights at zero, to differentiate with respect to."""
+    weights = {}
+    for name, param in context.parameters().items():
+        value = param.detach().to(dtype or param.dtype)
+        value = transform(value) if transform is not None else value
+        weights[name] = (value * context.masks[name].to(value.device, value.dtype)).requires_grad_()
+    return weights
+
+
+class _LossOf(nn.Module):
+    """``loss_fn(module, batch)`` as a module, so that ``functional_call`` can run it with substituted tensors."""
+
+    def __init__(self, module: nn.Module, loss_fn: Callable[[nn.Module, Any], Tensor]) -> None:
+        super().__init__()
+        self.module = module
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: Any) -> Tensor:
+        return self.loss_fn(self.module, batch)
+
+
+def _loss(context: ScoreContext, weights: Mapping[str, Tensor], batch: Any) -> Tensor:
+    """The loss of the masked network. Buffers are substituted by copies, so that BatchNorm statistics stay as they
+    were; the module's own parameters are never written."""
+    assert context.loss_fn is not None
+    state = {f"module.{name}": buf.clone() for name, buf in context.module.named_buffers()}
+    state.update({f"module.{name}": w for name, w in weights.items()})
+    loss = functional_call(_LossOf(context.module, context.loss_fn), state, (batch,))
+    if not isinstance(loss, Tensor) or loss.numel() != 1:
+        raise ValueError(f"loss_fn must return a scalar tensor; it returned {loss!r}.")
+    return loss.reshape(())
+
+
+def _gradient(context: ScoreContext, weights: Mapping[str, Tensor], batches: Sequence[Any]) -> list[Tensor]:
+    """The loss gradient with respect to ``weights``, summed over ``batches``."""
+    total = [torch.zeros_like(w) for w in weights.values()]
+    for batch in batches:
+        grads = torch.autograd.grad(_loss(context, weights, batch), list(weights.values()), allow_unused=True)
+        for acc, g in zip(total, grads):
+            if g is not None:
+                acc += g
+    return total
+
+
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
