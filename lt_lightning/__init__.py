@@ -1,6 +1,6 @@
 """lt-lightning: lottery-ticket experiments (iterative magnitude pruning with rewinding) as Lightning callbacks."""
 
-from lt_lightning.callbacks import IMPCallback, MaskingCallback, RewindCallback
+from lt_lightning.callbacks import IMPCallback, MaskingCallback, PruneAtInitCallback, RewindCallback
 from lt_lightning.masks import Masks, select_parameters
 from lt_lightning.step import Step
 from lt_lightning.ticket import Ticket, apply_ticket, load_ticket
@@ -11,6 +11,7 @@ __all__ = [
     "IMPCallback",
     "MaskingCallback",
     "Masks",
+    "PruneAtInitCallback",
     "RewindCallback",
     "Step",
     "Ticket",

@@ -2,6 +2,7 @@
 
 from lt_lightning.callbacks.imp import IMPCallback
 from lt_lightning.callbacks.masking import MaskingCallback
+from lt_lightning.callbacks.prune_at_init import PruneAtInitCallback
 from lt_lightning.callbacks.rewind import RewindCallback
 
-__all__ = ["IMPCallback", "MaskingCallback", "RewindCallback"]
+__all__ = ["IMPCallback", "MaskingCallback", "PruneAtInitCallback", "RewindCallback"]

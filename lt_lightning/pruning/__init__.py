@@ -1,7 +1,14 @@
 """Pruning, pure torch: scores x allocation x schedule, each piece chosen by name from a registry."""
 
 from lt_lightning.pruning.allocation import ALLOCATIONS, erk_densities, register_allocation, smart_ratio_densities
-from lt_lightning.pruning.prune import LayerCollapseWarning, check_density, match_parameters, prune, prune_iteratively
+from lt_lightning.pruning.prune import (
+    LayerCollapseWarning,
+    check_density,
+    check_regex,
+    match_parameters,
+    prune,
+    prune_iteratively,
+)
 from lt_lightning.pruning.schedule import geometric, one_shot, polynomial, rounds_to_reach, synflow_exponential
 from lt_lightning.pruning.scores import SCORES, ScoreContext, compute_scores, register_score
 
@@ -11,6 +18,7 @@ __all__ = [
     "LayerCollapseWarning",
     "ScoreContext",
     "check_density",
+    "check_regex",
     "compute_scores",
     "erk_densities",
     "geometric",

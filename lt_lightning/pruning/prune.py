@@ -21,16 +21,21 @@ class LayerCollapseWarning(UserWarning):
     """The layer-collapse guard of :func:`prune` kept weights in layers that the allocation would have emptied."""
 
 
+def check_regex(what: str, pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled; ``ValueError`` naming ``what`` if it is not a valid regex."""
+    try:
+        return re.compile(pattern)
+    except (re.error, TypeError) as err:
+        raise ValueError(f"{what}={pattern!r} is not a valid regex: {err}.") from err
+
+
 def match_parameters(pattern: str, names: Sequence[str], what: str) -> list[str]:
     """The ``names`` that the regex ``pattern`` is found in; ``ValueError`` naming ``what`` if there are none.
 
     >>> match_parameters(r"^out\\.", ["hidden.weight", "out.weight"], "keep_dense")
     ['out.weight']
     """
-    try:
-        regex = re.compile(pattern)
-    except re.error as err:
-        raise ValueError(f"{what}={pattern!r} is not a valid regex: {err}.") from err
+    regex = check_regex(what, pattern)
     matched = [n for n in names if regex.search(n)]
     if not matched:
         raise ValueError(f"{what}={pattern!r} matches no prunable parameter; they are: {list(names)}.")

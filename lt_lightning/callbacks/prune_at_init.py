@@ -1,0 +1,229 @@
+"""PruneAtInitCallback: prune once at initialization (SNIP, GraSP, SynFlow, random, ...), then train the sparse network.
+
+The masks are computed on rank zero just before the first optimizer step, broadcast to every rank and kept fixed;
+they are saved in checkpoints, and a resumed fit keeps them instead of pruning again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+from typing_extensions import override
+
+from lt_lightning.callbacks.masking import MaskingCallback, prunable_names
+from lt_lightning.masks import DEFAULT_TYPES, Masks
+from lt_lightning.pruning import ScoreContext, check_density, check_regex, match_parameters, prune_iteratively
+from lt_lightning.pruning.allocation import check_allocation
+from lt_lightning.pruning.schedule import one_shot, synflow_exponential
+from lt_lightning.pruning.scores import check_score
+
+# Scores that call the loss (the module's training_step) on training batches.
+_DATA_SCORES = ("snip", "grasp")
+
+
+class PruneAtInitCallback(MaskingCallback):
+    """Prune at initialization, once, before the first optimizer step; then keep the masks fixed through training.
+
+    ``method`` scores the weights (higher = kept), ``allocation`` turns the scores into masks keeping ``density`` of
+    the prunable weights. SNIP and GraSP score on ``batches`` batches of the train loader (rank zero's), the loss
+    being what the LightningModule's ``training_step`` returns (a tensor, or a dict with ``"loss"``); its ``self.log``
+    calls are ignored while scoring, and drawing the batches leaves the training data order unchanged. SynFlow is
+    data-free; it feeds ones shaped like ``example_input_array`` (or the first element of a training batch) and
+    prunes in ``iterations`` steps at exponentially decreasing densities (Tanaka et al. 2020).
+
+    Args:
+        method: score by name (``lt_lightning.pruning.SCORES``): ``"snip"``, ``"grasp"``, ``"synflow"``,
+            ``"magnitude"``, ``"random"`` or one registered with ``register_score``.
+        density: fraction of the prunable weights kept, in (0, 1].
+        allocation: how the kept weights are spread over layers (``lt_lightning.pruning.ALLOCATIONS``):
+            ``"global"``, ``"layerwise"``, ``"erk"``, ``"smart_ratios"``, ``"smart_ratios_linear"``.
+        batches: training batches that SNIP and GraSP score on.
+        iterations: prune-and-rescore steps of SynFlow; the other methods prune in one step.
+        layer_density: ``{regex: density}``: the matching prunable parameters are pruned on their own to that
+            density (reached at SynFlow's first step); ``density`` applies to the others.
+        keep_dense: regex of prunable parameters left dense (e.g. ``"out\\.weight"``); ``density`` applies to the others.
+        allow_layer_collapse: allow a layer to lose all its weights; by default each keeps its best weight, the
+            others giving it up, with a ``LayerCollapseWarning`` naming the layers.
+        include, exclude, types: which parameters are prunable (see :func:`lt_lightning.masks.select_parameters`).
+        seed: seed for random scores.
+    """
+
+    def __init__(
+        self,
+        method: str = "snip",
+        density: float = 0.1,
+        allocation: str = "global",
+        batches: int = 1,
+        iterations: int = 100,
+        layer_density: dict[str, float] | None = None,
+        keep_dense: str | None = None,
+        allow_layer_collapse: bool = False,
+        include: str | None = None,
+        exclude: str | None = None,
+        types: list[str] | tuple[str, ...] = DEFAULT_TYPES,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_score(method)
+        check_density("density", density)
+        check_allocation(allocation)
+        for name, value in (("batches", batches), ("iterations", iterations)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1.")
+        self.layer_density = dict(layer_density or {})
+        for pattern, value in self.layer_density.items():
+            check_regex("layer_density key", pattern)  # what it matches is checked in setup
+            check_density(f"layer_density[{pattern!r}]", value)
+        if keep_dense is not None:
+            check_regex("keep_dense", keep_dense)
+        self.method = method
+        self.density = density
+        self.allocation = allocation
+        self.batches = batches
+        self.iterations = iterations
+        self.keep_dense = keep_dense
+        self.allow_layer_collapse = allow_layer_collapse
+        self.include, self.exclude, self.types = include, exclude, tuple(types)
+        self.seed = seed
+        self._names: list[str] = []
+        self._layer_density: dict[str, float] = {}
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(method=self.method, density=self.density)
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage != "fit":
+            return
+        others = [type(c).__name__ for c in trainer.callbacks if isinstance(c, MaskingCallback) and c is not self]
+        if others:
+            raise ValueError(f"PruneAtInitCallback sets the masks of this fit; the Trainer also has {others}, which set"
+                             " their own: give the Trainer one masking callback.")
+        if self.method in _DATA_SCORES and not pl_module.automatic_optimization:
+            raise ValueError(f"method={self.method!r} scores with the loss of training_step, which under manual"
+                             " optimization steps the optimizer itself: use automatic optimization, or a data-free"
+                             " method ('synflow', 'magnitude', 'random').")
+        self._names = prunable_names(pl_module, self.include, self.exclude, self.types)
+        for pattern, value in self.layer_density.items():
+            self._layer_density.update(dict.fromkeys(match_parameters(pattern, self._names, "layer_density key"), value))
+        if self.keep_dense is not None:
+            match_parameters(self.keep_dense, self._names, "keep_dense")
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)  # enforcement hooks; restored masks (a resumed fit) are set here
+        if self.masks is not None:
+            return
+        started = time.perf_counter()
+        masks, error = None, None
+        if trainer.is_global_zero:
+            try:
+                masks = self._prune(trainer, pl_module)
+            except Exception as err:  # noqa: BLE001 - re-raised below, after telling the other ranks
+                error = err
+        # The other ranks wait in the broadcast of the masks: they must learn that rank zero failed, not hang.
+        failure = trainer.strategy.broadcast(f"{type(error).__name__}: {error}" if error else None, src=0)
+        if error is not None:
+            raise error
+        if failure is not None:
+            raise RuntimeError(f"PruneAtInitCallback failed on rank zero: {failure}")
+        masks = self.set_masks(trainer, pl_module, masks)
+        rank_zero_info(f"lt-lightning: {self.method} pruned to density {masks.density():.4f} in"
+                       f" {time.perf_counter() - started:.1f} s.")
+        self.log_densities(trainer, "prune_at_init")
+
+    def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Masks:
+        device = pl_module.device
+        with _untouched_rng(trainer.train_dataloader, device), _silent_logging(pl_module), torch.enable_grad():
+            batches = _draw(trainer, self.batches)
+            context = ScoreContext(
+                pl_module,
+                Masks.dense(pl_module, self._names),
+                batches=batches,
+                loss_fn=self._loss,
+                generator=torch.Generator().manual_seed(self.seed),
+                example_input=_example_input(pl_module, batches[0]),
+            )
+            if self.method == "synflow" and context.example_input is None:
+                raise ValueError("method='synflow' feeds ones shaped like one input: set example_input_array on the"
+                                 " LightningModule, or use batches whose first element is the input tensor.")
+            schedule = synflow_exponential(self.density, self.iterations) if self.method == "synflow" else one_shot(
+                self.density)
+            return prune_iteratively(context, schedule, score=self.method, allocation=self.allocation,
+                                     layer_density=self._layer_density, keep_dense=self.keep_dense,
+                                     allow_layer_collapse=self.allow_layer_collapse)
+
+    def _loss(self, module: nn.Module, batch: Any) -> Tensor:
+        out = module.training_step(batch, 0)  # type: ignore[operator]
+        loss = out.get("loss") if isinstance(out, Mapping) else out
+        if not isinstance(loss, Tensor):
+            raise ValueError(f"method={self.method!r} needs a loss, but {type(module).__name__}.training_step returned"
+                             f" {out!r}: return the loss tensor, or a dict with a 'loss' tensor.")
+        return loss
+
+
+def _draw(trainer: pl.Trainer, count: int) -> list[Any]:
+    """The first ``count`` batches of the train loader, on the module's device."""
+    loader = trainer.train_dataloader
+    if loader is None or isinstance(loader, (list, tuple, Mapping)):
+        raise ValueError(f"PruneAtInitCallback draws its scoring batches from one train loader; the Trainer has"
+                         f" {type(loader).__name__}.")
+    batches = []
+    iterator = iter(loader)
+    for _ in range(count):
+        try:
+            batches.append(trainer.strategy.batch_to_device(next(iterator)))
+        except StopIteration:
+            raise ValueError(f"batches={count} is more than the train loader's {len(batches)} batches.") from None
+    return batches
+
+
+def _example_input(pl_module: pl.LightningModule, batch: Any) -> Tensor | tuple[Tensor, ...] | None:
+    """One input of the module: its ``example_input_array``, else the first element of a training batch."""
+    example = pl_module.example_input_array
+    if example is None and isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
+        example = batch[0]
+    if isinstance(example, Tensor):
+        return example.to(pl_module.device)
+    if isinstance(example, (tuple, list)) and all(isinstance(x, Tensor) for x in example):
+        return tuple(x.to(pl_module.device) for x in example)
+    return None
+
+
+@contextmanager
+def _untouched_rng(loader: Any, device: torch.device) -> Iterator[None]:
+    """Random draws while scoring (the loader's shuffle, dropout) leave every random stream as it was, so that the
+    training run sees the data order and randomness it would have without pruning at init."""
+    generators = {id(g): g for g in (getattr(loader, "generator", None),
+                                     getattr(getattr(loader, "sampler", None), "generator", None))
+                  if isinstance(g, torch.Generator)}
+    states = [(g, g.get_state()) for g in generators.values()]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        yield
+    for generator, state in states:
+        generator.set_state(state)
+
+
+@contextmanager
+def _silent_logging(pl_module: pl.LightningModule) -> Iterator[None]:
+    """``self.log`` in ``training_step`` is refused in ``on_train_start`` and would report scoring losses as training
+    metrics: instance attributes shadow ``log``/``log_dict`` with no-ops while scoring."""
+    pl_module.log = pl_module.log_dict = _ignore  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del pl_module.log, pl_module.log_dict
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    return None
