@@ -24,7 +24,7 @@ from lt_lightning.callbacks._trainer import TrainingLength, log_metrics, run_dir
 from lt_lightning.callbacks.masking import MaskingCallback, prunable_names
 from lt_lightning.callbacks.rewind import RewindCallback
 from lt_lightning.masks import DEFAULT_TYPES, Masks
-from lt_lightning.pruning import ScoreContext, check_density, geometric, prune, rounds_to_reach
+from lt_lightning.pruning import ScoreContext, check_density, check_regex, geometric, prune, rounds_to_reach
 from lt_lightning.pruning.allocation import check_allocation
 from lt_lightning.pruning.schedule import check_fraction
 from lt_lightning.pruning.scores import check_score
@@ -62,6 +62,10 @@ class IMPCallback(MaskingCallback):
         layer_fractions: per-layer pruning fractions that override ``pruning_fraction``, as ``{regex: fraction}``
             matched against parameter names (e.g. ``{"out\\.weight": 0.1}``, Frankle & Carbin's output layer).
             Those layers are pruned on their own; the others by ``allocation``.
+        keep_dense: regex of prunable parameters never pruned (e.g. ``"out\\.weight"``); the fraction applies to the
+            others.
+        allow_layer_collapse: allow a layer to lose all its weights; by default each keeps its best weight, the
+            others giving it up, with a ``LayerCollapseWarning`` naming the layers.
         include, exclude, types: which parameters are prunable (see :func:`lt_lightning.masks.select_parameters`);
             by default the weights of Linear and ConvNd layers.
         monitor, mode: the logged metric whose best value marks a round's early-stopping iteration.
@@ -79,6 +83,8 @@ class IMPCallback(MaskingCallback):
         score: str = "magnitude",
         allocation: str = "global",
         layer_fractions: dict[str, float] | None = None,
+        keep_dense: str | None = None,
+        allow_layer_collapse: bool = False,
         include: str | None = None,
         exclude: str | None = None,
         types: list[str] | tuple[str, ...] = DEFAULT_TYPES,
@@ -101,7 +107,12 @@ class IMPCallback(MaskingCallback):
         if mode not in ("min", "max"):
             raise ValueError(f"mode={mode!r} is not allowed; expected 'min' or 'max'.")
         check_score(score)
+        if score in ("snip", "grasp", "synflow"):
+            raise ValueError(f"score={score!r} scores the network on data or inputs, which IMPCallback does not give"
+                             f" its scores: prune at initialization with PruneAtInitCallback(method={score!r}).")
         check_allocation(allocation)
+        if keep_dense is not None:
+            check_regex("keep_dense", keep_dense)
         self.layer_fractions = dict(layer_fractions or {})
         for pattern, fraction in self.layer_fractions.items():
             try:
@@ -115,6 +126,7 @@ class IMPCallback(MaskingCallback):
         self.reset = reset
         self.score = score
         self.allocation = allocation
+        self.keep_dense, self.allow_layer_collapse = keep_dense, allow_layer_collapse
         self.include, self.exclude, self.types = include, exclude, tuple(types)
         self.monitor, self.mode = monitor, mode
         self.dirpath = dirpath
@@ -296,7 +308,8 @@ class IMPCallback(MaskingCallback):
         context = ScoreContext(pl_module, self.masks, generator=generator)
         layer_density = {n: geometric(f, round_) for n, f in self._layer_fraction.items()}
         return prune(context, geometric(self.pruning_fraction, round_), score=self.score, allocation=self.allocation,
-                     layer_density=layer_density)
+                     layer_density=layer_density, keep_dense=self.keep_dense,
+                     allow_layer_collapse=self.allow_layer_collapse)
 
     def _finish_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self.masks is not None and self._rewind is not None
