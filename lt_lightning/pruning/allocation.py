@@ -75,8 +75,8 @@ def layerwise(scores: Mapping[str, Tensor], masks: Masks, density: float) -> Mas
 @register_allocation("erk")
 def erk(scores: Mapping[str, Tensor], masks: Masks, density: float) -> Masks:
     """Erdős–Rényi-Kernel layer densities (:func:`erk_densities`), each layer pruned by its own threshold."""
-    return _keep_per_layer(scores, masks, _counts(erk_densities({n: m.shape for n, m in masks.items()}, density),
-                                                  masks, density))
+    densities = erk_densities({n: m.shape for n, m in masks.items()}, density, _alive_fractions(masks))
+    return _keep_per_layer(scores, masks, _counts(densities, masks, density))
 
 
 def smart_ratios(
@@ -89,7 +89,8 @@ def smart_ratios(
 ) -> Masks:
     """Smart-ratio layer densities (:func:`smart_ratio_densities`), each layer pruned by its own threshold. Registered
     as ``"smart_ratios"`` (quadratic decay, the paper's choice) and ``"smart_ratios_linear"``."""
-    densities = smart_ratio_densities({n: m.numel() for n, m in masks.items()}, density, decay, last_density)
+    densities = smart_ratio_densities({n: m.numel() for n, m in masks.items()}, density, decay, last_density,
+                                      _alive_fractions(masks))
     return _keep_per_layer(scores, masks, _counts(densities, masks, density))
 
 
@@ -97,17 +98,21 @@ register_allocation("smart_ratios")(smart_ratios)
 register_allocation("smart_ratios_linear")(functools.partial(smart_ratios, decay="linear"))
 
 
-def erk_densities(shapes: Mapping[str, Sequence[int]], density: float) -> dict[str, float]:
+def erk_densities(
+    shapes: Mapping[str, Sequence[int]], density: float, max_density: Mapping[str, float] | None = None
+) -> dict[str, float]:
     """Per-layer densities of the Erdős–Rényi-Kernel distribution (Evci et al. 2020, RigL): ``density_l`` is
     proportional to ``sum(shape_l) / prod(shape_l)``, scaled so that ``density`` of all weights is kept; a layer whose
-    density would exceed 1 is kept dense and the others are scaled again.
+    density would exceed 1 (or its ``max_density``, e.g. the fraction of it still alive) is given that and the others
+    are scaled again.
 
     >>> d = erk_densities({"a": (100, 10), "b": (10, 100), "c": (10, 10)}, 0.6)  # raw 0.11, 0.11, 0.2
     >>> {n: round(v, 4) for n, v in d.items()}  # c would get 0.2 * 1260 / 240 > 1: dense; a, b: 0.11 * 1160 / 220
     {'a': 0.58, 'b': 0.58, 'c': 1.0}
     """
     numel = {n: math.prod(s) for n, s in shapes.items()}
-    return _scale_to_budget({n: sum(s) / numel[n] for n, s in shapes.items()}, numel, density * sum(numel.values()))
+    raw = {n: sum(s) / numel[n] for n, s in shapes.items()}
+    return _scale_to_budget(raw, numel, density * sum(numel.values()), max_density or {})
 
 
 def smart_ratio_densities(
@@ -115,14 +120,16 @@ def smart_ratio_densities(
     density: float,
     decay: Literal["quadratic", "linear"] = "quadratic",
     last_density: float = 0.3,
+    max_density: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """Per-layer densities of the smart ratios of Su et al. 2020 ("Sanity-checking pruning methods: random tickets
     can win the jackpot"), for ``L`` layers in order (``numel``'s order, the last being the output layer).
 
     Layer ``l = 1 .. L-1`` keeps a density proportional to ``(L - l + 1)^2 + (L - l + 1)`` (``decay="quadratic"``) or
     to ``L - l + 1`` (``"linear"``), scaled so that ``density`` of all weights is kept; the last layer keeps
-    ``last_density`` (the paper's 30%). Layers whose density would exceed 1 are kept dense and the others scaled
-    again, as in :func:`erk_densities` (the authors' code instead hands the excess to the next layers in order).
+    ``last_density`` (the paper's 30%). Layers whose density would exceed 1 (or their ``max_density``) are given that
+    and the others scaled again, as in :func:`erk_densities` (the authors' code instead hands the excess to the next
+    layers in order).
 
     >>> d = smart_ratio_densities({"a": 100, "b": 100, "c": 100, "out": 10}, 0.3)  # raw 20, 12, 6 for a, b, c
     >>> {n: round(v, 4) for n, v in d.items()}  # a: 20 * (93 - 3) / 3800
@@ -130,13 +137,15 @@ def smart_ratio_densities(
     """
     if decay not in ("quadratic", "linear"):
         raise ValueError(f"decay={decay!r} is not allowed; expected 'quadratic' or 'linear'.")
+    limit = {n: (max_density or {}).get(n, 1.0) for n in numel}
     names = list(numel)
     if len(names) == 1:
-        return {names[0]: density}
+        return {names[0]: min(density, limit[names[0]])}
     *body, last = names
     budget = density * sum(numel.values())
-    body_numel = sum(numel[n] for n in body)
-    last_kept = max(last_density * numel[last], budget - body_numel)  # a dense body leaves the rest to the last layer
+    # A body kept whole leaves the rest of the budget to the last layer.
+    room = budget - sum(limit[n] * numel[n] for n in body)
+    last_kept = min(max(last_density * numel[last], room), limit[last] * numel[last])
     if last_kept >= budget:
         raise ValueError(
             f"smart ratios keep {last_density:.0%} of the last layer {last!r} ({last_kept:.0f} weights), which is all"
@@ -144,22 +153,31 @@ def smart_ratio_densities(
         )
     depth = len(names)
     raw = {n: float(k * k + k if decay == "quadratic" else k) for n, k in zip(body, range(depth, 1, -1))}
-    return {**_scale_to_budget(raw, {n: numel[n] for n in body}, budget - last_kept), last: last_kept / numel[last]}
+    densities = _scale_to_budget(raw, {n: numel[n] for n in body}, budget - last_kept, limit)
+    return {**densities, last: last_kept / numel[last]}
 
 
-def _scale_to_budget(raw: Mapping[str, float], numel: Mapping[str, int], budget: float) -> dict[str, float]:
-    """Densities ``scale * raw[n]`` keeping ``budget`` weights in all; layers that would exceed 1 are set dense, which
-    only raises the scale of the others, so all of them can be set at once (RigL sets one at a time)."""
-    dense: set[str] = set()
+def _scale_to_budget(
+    raw: Mapping[str, float], numel: Mapping[str, int], budget: float, limit: Mapping[str, float]
+) -> dict[str, float]:
+    """Densities ``scale * raw[n]`` keeping ``budget`` weights in all; a layer that would exceed its limit (default
+    1) gets its limit. That only raises the scale of the others, so all such layers can be fixed at once (RigL fixes
+    one at a time)."""
+    cap = {n: limit.get(n, 1.0) for n in raw}
+    full: set[str] = set()
     while True:
-        free = [n for n in raw if n not in dense]
+        free = [n for n in raw if n not in full]
         if not free:
-            return dict.fromkeys(raw, 1.0)
-        scale = (budget - sum(numel[n] for n in dense)) / sum(raw[n] * numel[n] for n in free)
-        over = {n for n in free if scale * raw[n] > 1.0}
+            return cap
+        scale = (budget - sum(cap[n] * numel[n] for n in full)) / sum(raw[n] * numel[n] for n in free)
+        over = {n for n in free if scale * raw[n] > cap[n]}
         if not over:
-            return {n: 1.0 if n in dense else scale * raw[n] for n in raw}
-        dense |= over
+            return {n: cap[n] if n in full else scale * raw[n] for n in raw}
+        full |= over
+
+
+def _alive_fractions(masks: Masks) -> dict[str, float]:
+    return {n: float(m.sum()) / max(m.numel(), 1) for n, m in masks.items()}
 
 
 def _counts(densities: Mapping[str, float], masks: Masks, density: float) -> dict[str, int]:
