@@ -202,3 +202,17 @@ def test_bad_input_fails_before_training_and_leaves_the_module_alone(tmp_path, d
     with pytest.raises(ValueError, match=needle):
         trainer.fit(module, datamodule)
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_imp_takes_the_same_names_keep_dense_and_the_guard(tmp_path, datamodule):
+    imp = IMPCallback(rounds=1, pruning_fraction=0.5, allocation="erk", keep_dense=r"out\.weight", save_tickets=False)
+    make_trainer(tmp_path, [imp], max_steps=4).fit(digits_model(), datamodule)
+    densities = imp.masks.layer_densities()
+    assert densities["model.out.weight"] == 1.0
+    expected = erk_densities({"a": (32, 64), "b": (16, 32)}, 0.5)
+    assert [densities[n] for n in NAMES[:2]] == pytest.approx(list(expected.values()), abs=1 / 512)
+    with pytest.raises(ValueError, match=r"score='snip' scores the network on data or inputs, which IMPCallback does"
+                                         r" not give its scores: prune at initialization with PruneAtInitCallback"):
+        IMPCallback(score="snip")
+    with pytest.raises(ValueError, match=r"keep_dense='\[' is not a valid regex"):
+        IMPCallback(keep_dense="[")
