@@ -213,8 +213,8 @@ class IMPCallback(MaskingCallback):
         super().on_train_start(trainer, pl_module)
         self._round_started = time.perf_counter() - self._resumed_time
         self._resumed_time = 0.0
+        log_metrics(trainer, {"imp/round": float(self.round)})  # first: W&B syncs it into the density rows
         self.log_densities(trainer, "imp")
-        log_metrics(trainer, {"imp/round": float(self.round)})
         show_round(trainer, self.round, self.num_rounds, self.masks.density())
 
     def _validate_at_round_ends(self, trainer: pl.Trainer) -> None:
@@ -298,8 +298,8 @@ class IMPCallback(MaskingCallback):
         self._overlap = self.set_masks(trainer, pl_module, masks).overlap(previous)
         self._best, self._best_step, self._seen = {}, None, {}
         self._round_started = time.perf_counter()
+        log_metrics(trainer, {"imp/round": float(self.round)})  # first: W&B syncs it into the density rows
         self.log_densities(trainer, "imp")
-        log_metrics(trainer, {"imp/round": float(self.round)})
         show_round(trainer, self.round, self.num_rounds, self.masks.density())
 
     def _prune(self, pl_module: pl.LightningModule, round_: int) -> Masks:

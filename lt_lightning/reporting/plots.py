@@ -24,12 +24,6 @@ def _figure(height: float = 4.2) -> Figure:
     return Figure(figsize=(7, height), layout="constrained")
 
 
-def _save(fig: Figure, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=_DPI)
-    return path
-
-
 def _round_axis(ax: Any, rounds: Sequence[int]) -> None:
     step = max(1, math.ceil(len(rounds) / _MAX_TICKS))
     ax.set_xticks(list(rounds)[::step])
@@ -37,7 +31,7 @@ def _round_axis(ax: Any, rounds: Sequence[int]) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_accuracy(history: Sequence[dict[str, Any]], path: str, metric: str | None = None) -> str:
+def plot_accuracy(history: Sequence[dict[str, Any]], metric: str | None = None) -> Figure:
     """Final and best ``metric`` per round against % of weights remaining (log scale, from 100% down)."""
     metric = accuracy_metric(history, metric)
     rows = [r for r in history if metric in r["final"]]
@@ -61,10 +55,10 @@ def plot_accuracy(history: Sequence[dict[str, Any]], path: str, metric: str | No
     ax.set_title(f"{metric} vs. weights remaining")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return fig
 
 
-def plot_layer_density(history: Sequence[dict[str, Any]], path: str) -> str:
+def plot_layer_density(history: Sequence[dict[str, Any]]) -> Figure:
     """Density of each prunable layer, and of all of them together, per round (log scale)."""
     rounds = [r["round"] for r in history]
     layers = list(history[0].get("layer_density", {}))
@@ -78,10 +72,10 @@ def plot_layer_density(history: Sequence[dict[str, Any]], path: str) -> str:
     ax.set_title("Density per layer")
     _round_axis(ax, rounds)
     fig.legend(loc="outside right upper", fontsize="small")
-    return _save(fig, path)
+    return fig
 
 
-def plot_mask_overlap(history: Sequence[dict[str, Any]], path: str) -> str:
+def plot_mask_overlap(history: Sequence[dict[str, Any]]) -> Figure:
     """Mask overlap with the previous round (IoU of kept weights), and distance of the trained weights from the
     rewind point, per round."""
     rounds = [r["round"] for r in history]
@@ -105,13 +99,19 @@ def plot_mask_overlap(history: Sequence[dict[str, Any]], path: str) -> str:
     bottom.set_ylabel("‖w − w_rewind‖ / ‖w_rewind‖")
     bottom.set_title("Distance of the trained weights from the rewind point")
     _round_axis(bottom, rounds)
-    return _save(fig, path)
+    return fig
 
 
 def write_plots(history: Sequence[dict[str, Any]], out_dir: str, metric: str | None = None) -> list[str]:
-    """Write the three figures into ``out_dir``; return their paths."""
-    return [
-        plot_accuracy(history, os.path.join(out_dir, "accuracy_vs_weights_remaining.png"), metric),
-        plot_layer_density(history, os.path.join(out_dir, "layer_density.png")),
-        plot_mask_overlap(history, os.path.join(out_dir, "mask_overlap.png")),
-    ]
+    """Save the three figures as PNGs in ``out_dir``; return their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    figures = {
+        "accuracy_vs_weights_remaining.png": plot_accuracy(history, metric),
+        "layer_density.png": plot_layer_density(history),
+        "mask_overlap.png": plot_mask_overlap(history),
+    }
+    paths = []
+    for name, fig in figures.items():
+        paths.append(os.path.join(out_dir, name))
+        fig.savefig(paths[-1], dpi=_DPI)
+    return paths

@@ -40,11 +40,11 @@ def log_round_to_wandb(trainer: pl.Trainer, history: Sequence[dict[str, Any]], m
         run = logger.experiment
         # WandbLogger(prefix=...) prefixes every key it logs; the keys logged here must match the scalars it logged.
         key = (lambda k: f"{logger._prefix}{logger.LOGGER_JOIN_CHAR}{k}") if logger._prefix else (lambda k: k)
-        # Explicit names win over WandbLogger's "*" -> trainer/global_step; step_sync fills imp/round into every
-        # row that logs one of these keys (also the density logged when a round starts).
+        # Explicit names win over WandbLogger's "*" -> trainer/global_step. The round scalars come with imp/round
+        # in one row; the densities logged when a round starts get that round's imp/round by W&B's step_sync.
         for name in round_scalars(record):
             if name != "imp/round":
-                run.define_metric(key(name), step_metric=key("imp/round"), step_sync=True)
+                run.define_metric(key(name), step_metric=key("imp/round"))
         table = wandb.Table(columns=columns, data=rows, allow_mixed_types=True)
         layers = wandb.Table(columns=["round", "layer", "density"], data=layer_rows)
         run.log({

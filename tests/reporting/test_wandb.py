@@ -76,6 +76,7 @@ def test_offline_run_holds_round_metrics_table_plots_and_tickets(tmp_path, datam
                            limit_train_batches=8, limit_val_batches=2)
     trainer.fit(digits_model(optimizer="sgd", lr=0.1), datamodule)
     logger.experiment.finish()
+    wandb.teardown()  # waits for wandb's service process, which writes the run file, to finish writing it
 
     (run_file,) = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))
     records = read_records(run_file)
@@ -83,6 +84,7 @@ def test_offline_run_holds_round_metrics_table_plots_and_tickets(tmp_path, datam
     for record in records:
         kind = record.WhichOneof("record_type")
         by_type.setdefault(kind, []).append(getattr(record, kind))
+    assert "exit" in by_type, f"{run_file} is incomplete"
 
     # Round scalars are on the imp/round axis.
     steps = {m.name: m.step_metric for m in by_type["metric"] if m.step_metric}
@@ -97,6 +99,11 @@ def test_offline_run_holds_round_metrics_table_plots_and_tickets(tmp_path, datam
         assert logged, f"round {record['round']} scalars missing"
         assert logged[-1]["imp/final/val_acc"] == pytest.approx(record["final"]["val_acc"])
         assert logged[-1]["imp/density"] == pytest.approx(record["density"])
+
+    # On the round axis, every density row is the density of that round (also the rows logged at a round's start).
+    on_axis = [(int(row["imp/round"]), row["imp/density"]) for row in rows if "imp/density" in row and "imp/round" in row]
+    assert {r for r, _ in on_axis} == {0, 1, 2}
+    assert all(density == pytest.approx(imp.history[r]["density"]) for r, density in on_axis)
 
     # The last logged round table holds one row per round, the values of the history.
     last = [row for row in rows if "imp/rounds/path" in row][-1]

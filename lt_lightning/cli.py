@@ -1,0 +1,189 @@
+"""The ``lt-lightning`` command.
+
+- ``lt-lightning fit --config FILE.yaml`` (also ``validate``, ``test``, ``predict``): LightningCLI; the model, the
+  datamodule and the callbacks (``IMPCallback``, ``RewindCallback``, ``MaskingCallback``, ...) by class path.
+- ``lt-lightning report RUN_DIR``: PNG plots and a Markdown summary from a run's ``imp_history.json``, without W&B.
+- ``lt-lightning ticket inspect FILE``: a ticket's densities (global and per layer) and metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+from jsonargparse import ArgumentError
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from typing_extensions import override
+
+import lt_lightning.zoo  # noqa: F401  # so that configs may name zoo classes by their short names too
+from lt_lightning.reporting.summary import HISTORY_FILE, accuracy_metric, load_history, markdown_report
+from lt_lightning.ticket import load_ticket
+
+_LIGHTNING = ("fit", "validate", "test", "predict")
+REPORT_DIR = "report"
+
+
+class ConfigError(ValueError):
+    """A config file or command line that LightningCLI cannot parse, or whose classes refuse their arguments."""
+
+
+class LTLightningCLI(LightningCLI):
+    """LightningCLI for any LightningModule and LightningDataModule, chosen by class path in the config; parse and
+    instantiation errors raise :class:`ConfigError` with the message only (jsonargparse's usage text and the
+    traceback add nothing to "unknown key" or "value not allowed")."""
+
+    @override
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise ConfigError(_condense(str(err))) from err
+
+    @override
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            # jsonargparse wraps a class's own ValueError in a list of every type it tried: report the class's one.
+            cause: BaseException = err
+            while isinstance(cause.__cause__ or cause.__context__, ValueError):
+                cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+            raise ConfigError(f"a configured class refused its arguments: {cause}") from err
+
+
+def _condense(message: str) -> str:
+    """Of jsonargparse's report on a value that fits none of a Union's types, keep the part about the class the
+    config names (the other types were never meant); other messages are kept whole.
+
+    >>> print(_condense('''Parser key "trainer.callbacks":
+    ...   Does not validate against any of the Union subtypes
+    ...   Errors:
+    ...     - Problem with given class_path 'lt_lightning.IMPCallback':
+    ...         Option 'foo' is not accepted
+    ...     - Not a valid subclass of Callback
+    ...   Given value type: <class 'list'>'''))
+    Parser key "trainer.callbacks": Problem with given class_path 'lt_lightning.IMPCallback': Option 'foo' is not accepted
+    """
+    lines = message.splitlines()
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("- Problem with given class_path"):
+            indent = len(line) - len(line.lstrip())
+            block = [line.strip()[2:]]
+            for following in lines[i + 1:]:
+                if len(following) - len(following.lstrip()) <= indent:
+                    break
+                block.append(following.strip())
+            return " ".join([lines[0], *block])
+    return message
+
+
+def lightning_cli(args: Sequence[str] | None = None) -> LTLightningCLI:
+    """Run a LightningCLI sub-command (``fit``, ...) on ``args`` (default: the command line)."""
+    return LTLightningCLI(
+        pl.LightningModule,
+        pl.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=None if args is None else list(args),
+        # Rounds of one experiment share the log dir; a re-run into the same dir replaces its config.yaml.
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "lt-lightning", "exit_on_error": False},
+    )
+
+
+def _config_files(args: Sequence[str]) -> list[str]:
+    """The ``-c``/``--config`` values in a LightningCLI command line.
+
+    >>> _config_files(["fit", "-c", "a.yaml", "--config=b.yaml", "--trainer.max_steps", "5"])
+    ['a.yaml', 'b.yaml']
+    """
+    files = [value for flag, value in zip(args, args[1:]) if flag in ("-c", "--config")]
+    return files + [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+
+
+def report(run_dir: str, out: str | None = None, metric: str | None = None) -> list[str]:
+    """Write the plots and ``report.md`` for the run in ``run_dir`` into ``out`` (default ``RUN_DIR/report``);
+    return the paths written."""
+    history = load_history(run_dir)
+    metric = accuracy_metric(history, metric)
+    out = out if out is not None else os.path.join(run_dir, REPORT_DIR)
+    try:
+        from lt_lightning.reporting.plots import write_plots
+    except ImportError as err:
+        raise ImportError(f"`lt-lightning report` draws with matplotlib, which is missing ({err}):"
+                          " pip install matplotlib") from err
+    images = write_plots(history, out, metric)
+    page = os.path.join(out, "report.md")
+    title = f"IMP run {os.path.abspath(run_dir)}"
+    with open(page, "w") as f:
+        f.write(markdown_report(history, title, metric, [os.path.relpath(p, out) for p in images]))
+    return [*images, page]
+
+
+def inspect_ticket(path: str) -> str:
+    """A ticket's densities (global and per layer, with shapes and counts) and its metadata, as text."""
+    ticket = load_ticket(path)
+    masks = ticket.masks
+    width = max((len(n) for n in masks), default=0)
+    lines = [f"ticket: {path}",
+             f"density: {masks.density():.6g} ({masks.kept():,} of {masks.numel():,} prunable weights kept,"
+             f" {100 * masks.density():.3g}%)",
+             "layers:"]
+    for name, mask in masks.items():
+        kept = int(mask.sum())
+        shape = "x".join(str(s) for s in mask.shape)
+        lines.append(f"  {name:<{width}}  {shape:>12}  density {kept / max(mask.numel(), 1):.4g}"
+                     f"  ({kept:,} of {mask.numel():,})")
+    lines += ["metadata:", json.dumps(ticket.metadata, indent=2, default=str)]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lt-lightning", description="Lottery-ticket experiments with Lightning.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _LIGHTNING:
+        commands.add_parser(name, add_help=False, help=f"LightningCLI {name}; see `lt-lightning {name} --help`")
+    runs = commands.add_parser("report", help="plots and a Markdown summary of a run, from its history",
+                               description="Write PNG plots and report.md from RUN_DIR/" + HISTORY_FILE + ".")
+    runs.add_argument("run_dir", metavar="RUN_DIR", help=f"the run's log dir, holding {HISTORY_FILE}")
+    runs.add_argument("--out", help=f"folder for the report (default: RUN_DIR/{REPORT_DIR})")
+    runs.add_argument("--metric", help="the accuracy plotted against weights remaining (default: val_acc-like)")
+    tickets = commands.add_parser("ticket", help="ticket files").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    tickets.add_parser("inspect", help="print a ticket's densities and metadata").add_argument("file", metavar="FILE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lt-lightning`` console script; returns the exit status."""
+    args_given = argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _LIGHTNING:
+        try:
+            lightning_cli(args_given)
+        except ConfigError as err:
+            where = ", ".join(_config_files(argv)) or "the command line"
+            print(f"lt-lightning {argv[0]}: error in {where}: {err}\n(see `lt-lightning {argv[0]} --help` for the"
+                  " accepted options)", file=sys.stderr)
+            return 2
+        return 0
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "report":
+            for path in report(args.run_dir, args.out, args.metric):
+                print(path)
+        else:
+            print(inspect_ticket(args.file))
+    except (OSError, ValueError, ImportError) as err:
+        print(f"lt-lightning {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
