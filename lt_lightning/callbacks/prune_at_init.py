@@ -48,7 +48,8 @@ class PruneAtInitCallback(MaskingCallback):
         iterations: prune-and-rescore steps of SynFlow; the other methods prune in one step.
         layer_density: ``{regex: density}``: the matching prunable parameters are pruned on their own to that
             density (reached at SynFlow's first step); ``density`` applies to the others.
-        keep_dense: regex of prunable parameters left dense (e.g. ``"out\\.weight"``); ``density`` applies to the others.
+        keep_dense: regex of prunable parameters left dense (e.g. ``"out\\.weight"``); ``density`` applies to the
+            others.
         allow_layer_collapse: allow a layer to lose all its weights; by default each keeps its best weight, the
             others giving it up, with a ``LayerCollapseWarning`` naming the layers.
         include, exclude, types: which parameters are prunable (see :func:`lt_lightning.masks.select_parameters`).
@@ -115,7 +116,8 @@ class PruneAtInitCallback(MaskingCallback):
                              " method ('synflow', 'magnitude', 'random').")
         self._names = prunable_names(pl_module, self.include, self.exclude, self.types)
         for pattern, value in self.layer_density.items():
-            self._layer_density.update(dict.fromkeys(match_parameters(pattern, self._names, "layer_density key"), value))
+            matched = match_parameters(pattern, self._names, "layer_density key")
+            self._layer_density.update(dict.fromkeys(matched, value))
         if self.keep_dense is not None:
             match_parameters(self.keep_dense, self._names, "keep_dense")
 

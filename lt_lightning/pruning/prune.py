@@ -113,7 +113,8 @@ def prune_iteratively(context: ScoreContext, densities: Sequence[float], **kwarg
     batches = list(context.batches) if context.batches is not None else None
     masks = context.masks
     for density in densities:
-        masks = prune(dataclasses.replace(context, masks=masks, batches=batches), density, **kwargs)  # type: ignore[arg-type]
+        step = dataclasses.replace(context, masks=masks, batches=batches)
+        masks = prune(step, density, **kwargs)  # type: ignore[arg-type]
     return masks
 
 

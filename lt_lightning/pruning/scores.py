@@ -134,9 +134,10 @@ def grasp(context: ScoreContext) -> dict[str, Tensor]:
     >>> grasp(ScoreContext(lin, Masks.dense(lin, ["weight"]), [batch], mse))["weight"].tolist()
     [[-8.0, 16.0]]
     """
-    # Wang et al. score S(-w) = -w * Hg and remove the weights with the highest S: removing them preserves (or
-    # increases) the gradient flow g^T g the most (their code keeps `-w * Hg <= threshold`). Keeping the highest
-    # w * Hg is the same mask in our higher-is-kept convention.
+    # Sign: removing weight w (a step of -w) changes the gradient flow g^T g by about 2 * (-w * Hg). Wang et al. score
+    # S(-w) = -w * Hg and remove the weights with the HIGHEST S, whose removal reduces the flow least (their code
+    # keeps `-w * Hg <= threshold`). Keeping the highest w * Hg is that same mask in our higher-is-kept convention.
+    # (Their code also divides the logits by a temperature T = 200; here the loss is the module's own.)
     batches = _training_data(context, "GraSP")
     weights = _masked_weights(context)
     grad = _gradient(context, weights, batches)
@@ -163,7 +164,8 @@ def synflow(context: ScoreContext) -> dict[str, Tensor]:
 
     >>> net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False))
     >>> with torch.no_grad():
-    ...     _ = net[0].weight.copy_(torch.tensor([[1.0, -2.0], [3.0, 4.0]])); _ = net[1].weight.copy_(torch.tensor([[-1.0, 2.0]]))
+    ...     _ = net[0].weight.copy_(torch.tensor([[1.0, -2.0], [3.0, 4.0]]))
+    ...     _ = net[1].weight.copy_(torch.tensor([[-1.0, 2.0]]))
     >>> scores = synflow(ScoreContext(net, Masks.dense(net, ["0.weight", "1.weight"]), example_input=torch.zeros(5, 2)))
     >>> scores["0.weight"].tolist(), scores["1.weight"].tolist()
     ([[1.0, 2.0], [6.0, 8.0]], [[3.0, 14.0]])
