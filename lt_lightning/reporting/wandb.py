@@ -33,31 +33,38 @@ def log_round_to_wandb(trainer: pl.Trainer, history: Sequence[dict[str, Any]], m
     import wandb
 
     record = history[-1]
-    metric = accuracy_metric(history, metric)
     columns, rows = round_table(history)
     layer_rows = [[r["round"], layer, d] for r in history for layer, d in r.get("layer_density", {}).items()]
+    try:
+        metric = accuracy_metric(history, metric)
+    except ValueError:
+        metric = None  # the module logs nothing accuracy-like (or not yet): no accuracy plot, the rest still goes
     for logger in loggers:
         run = logger.experiment
-        # WandbLogger(prefix=...) prefixes every key it logs; the keys logged here must match the scalars it logged.
-        key = (lambda k: f"{logger._prefix}{logger.LOGGER_JOIN_CHAR}{k}") if logger._prefix else (lambda k: k)
         # Explicit names win over WandbLogger's "*" -> trainer/global_step. The round scalars come with imp/round
         # in one row; the densities logged when a round starts get that round's imp/round by W&B's step_sync.
         for name in round_scalars(record):
             if name != "imp/round":
-                run.define_metric(key(name), step_metric=key("imp/round"))
+                run.define_metric(_key(logger, name), step_metric=_key(logger, "imp/round"))
         table = wandb.Table(columns=columns, data=rows, allow_mixed_types=True)
         layers = wandb.Table(columns=["round", "layer", "density"], data=layer_rows)
-        run.log({
-            key("imp/round"): record["round"],
-            key("imp/rounds"): table,
-            key("imp/plots/accuracy_vs_weights_remaining"): wandb.plot.line(
-                table, "weights_remaining_pct", f"final/{metric}",
-                title=f"final {metric} vs. % of prunable weights remaining"),
-            key("imp/plots/layer_density"): wandb.plot.line(
+        views = {
+            "imp/round": record["round"],
+            "imp/rounds": table,
+            "imp/plots/layer_density": wandb.plot.line(
                 layers, "round", "density", stroke="layer", title="density per layer per round"),
-            "trainer/global_step": trainer.global_step,
-        })
+        }
+        if metric is not None:
+            views["imp/plots/accuracy_vs_weights_remaining"] = wandb.plot.line(
+                table, "weights_remaining_pct", f"final/{metric}",
+                title=f"final {metric} vs. % of prunable weights remaining")
+        run.log({**{_key(logger, k): v for k, v in views.items()}, "trainer/global_step": trainer.global_step})
         if record.get("ticket") and os.path.isfile(record["ticket"]):
             artifact = wandb.Artifact(f"ticket-{run.id}", type="ticket", metadata=dict(record))
             artifact.add_file(record["ticket"])
             run.log_artifact(artifact, aliases=[f"round-{record['round']:02d}", "latest"])
+
+
+def _key(logger: WandbLogger, name: str) -> str:
+    """``name`` as WandbLogger logs it: ``WandbLogger(prefix=...)`` prefixes every key (the prefix is private)."""
+    return f"{logger._prefix}{logger.LOGGER_JOIN_CHAR}{name}" if logger._prefix else name

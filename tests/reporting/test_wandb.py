@@ -139,6 +139,27 @@ def test_offline_run_holds_round_metrics_table_plots_and_tickets(tmp_path, datam
             assert f.read() == content
 
 
+def test_prefixed_logger_and_no_accuracy_to_plot(tmp_path, datamodule, offline_env):
+    """Keys follow WandbLogger(prefix=...); without validation nothing is accuracy-like: no accuracy plot, no error."""
+    logger = WandbLogger(offline=True, save_dir=str(tmp_path), project="lt-lightning-test", prefix="exp")
+    imp = IMPCallback(rounds=1, pruning_fraction=0.5, save_tickets=False)
+    trainer = make_trainer(tmp_path, [imp], max_steps=3, logger=logger, limit_val_batches=0)
+    trainer.fit(digits_model(), datamodule)
+    logger.experiment.finish()
+    wandb.teardown()
+
+    assert set(imp.history[1]["final"]) == {"train_loss"}
+    (run_file,) = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))
+    records = read_records(run_file)
+    steps = {r.metric.name: r.metric.step_metric for r in records if r.WhichOneof("record_type") == "metric"}
+    assert steps["exp-imp/density"] == "exp-imp/round" and steps["exp-imp/final/train_loss"] == "exp-imp/round"
+    rows = [_items(r.history.item) for r in records if r.WhichOneof("record_type") == "history"]
+    assert [row["exp-imp/rounds/nrows"] for row in rows if "exp-imp/rounds/nrows" in row] == [1, 2]
+    charts = {item.nested_key[-1] for r in records if r.WhichOneof("record_type") == "config"
+              for item in r.config.update if list(item.nested_key[:2]) == ["_wandb", "visualize"]}
+    assert charts == {"exp-imp/plots/layer_density"}
+
+
 def test_no_wandb_import_without_a_wandb_logger(tmp_path, monkeypatch):
     """wandb is an optional extra: with other loggers the W&B views neither import it nor fail."""
     monkeypatch.setitem(sys.modules, "wandb", None)  # any `import wandb` now raises ImportError
