@@ -120,9 +120,11 @@ def markdown_report(history: Sequence[dict[str, Any]], title: str, metric: str |
     metric = accuracy_metric(history, metric)
     dense, last = history[0], history[-1]
     lines = [f"# {title}", "",
-             f"- rounds: {len(history)} (dense round 0, then {len(history) - 1} pruned), density {_cell(last['density'])}"
-             f" at the end ({100 * last['density']:.3g}% of prunable weights remaining)",
-             f"- final {metric}: dense {_cell(dense['final'].get(metric))}, last round {_cell(last['final'].get(metric))}"]
+             f"- rounds: {len(history)} (dense round 0, then {len(history) - 1} pruned),"
+             f" density {_cell(last['density'])} at the end"
+             f" ({100 * last['density']:.3g}% of prunable weights remaining)",
+             f"- final {metric}: dense {_cell(dense['final'].get(metric))},"
+             f" last round {_cell(last['final'].get(metric))}"]
     lines += ["", markdown_table(history), ""]
     lines += [f"![{os.path.splitext(os.path.basename(image))[0]}]({image})" for image in images]
     return "\n".join(lines) + "\n"

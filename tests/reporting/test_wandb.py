@@ -101,7 +101,8 @@ def test_offline_run_holds_round_metrics_table_plots_and_tickets(tmp_path, datam
         assert logged[-1]["imp/density"] == pytest.approx(record["density"])
 
     # On the round axis, every density row is the density of that round (also the rows logged at a round's start).
-    on_axis = [(int(row["imp/round"]), row["imp/density"]) for row in rows if "imp/density" in row and "imp/round" in row]
+    on_axis = [(int(row["imp/round"]), row["imp/density"]) for row in rows
+               if "imp/density" in row and "imp/round" in row]
     assert {r for r, _ in on_axis} == {0, 1, 2}
     assert all(density == pytest.approx(imp.history[r]["density"]) for r, density in on_axis)
 
