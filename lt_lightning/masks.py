@@ -134,7 +134,7 @@ class Masks(Mapping[str, Tensor]):
 
     def layer_densities(self) -> dict[str, float]:
         """Density of each masked parameter."""
-        return {n: float(m.float().mean()) if m.numel() else 1.0 for n, m in self._data.items()}
+        return {n: int(m.sum()) / m.numel() if m.numel() else 1.0 for n, m in self._data.items()}
 
     def to(self, device: torch.device | str) -> Masks:
         return Masks({n: m.to(device) for n, m in self._data.items()})

@@ -27,12 +27,12 @@ def make_trainer(root, callbacks=(), **kwargs) -> pl.Trainer:
     kwargs.setdefault("max_epochs", 2)
     kwargs.setdefault("logger", CSVLogger(str(root), name="run"))
     kwargs.setdefault("enable_checkpointing", False)
+    kwargs.setdefault("enable_progress_bar", False)
     return pl.Trainer(
         accelerator="cpu",
         devices=1,
         default_root_dir=str(root),
         callbacks=list(callbacks),
-        enable_progress_bar=False,
         enable_model_summary=False,
         deterministic=True,
         **kwargs,

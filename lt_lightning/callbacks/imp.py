@@ -10,6 +10,7 @@ trained network; then the callback records the round, prunes, resets and starts 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -207,6 +208,8 @@ class IMPCallback(MaskingCallback):
                 f" ({self._length}): resume with the Trainer and callbacks of the original run."
             )
         trainer.fit_loop.epoch_loop.max_steps = self._round_end(self.num_rounds)
+        if per_epoch != math.inf:  # the epochs the extended fit spans, for progress bars; max_steps ends it
+            trainer.fit_loop.max_epochs = math.ceil(self._round_end(self.num_rounds) / per_epoch)
         self._validate_at_round_ends(trainer)
         if self.reset == "finetune" and self.round > 0:
             self._freeze_schedulers(trainer)
