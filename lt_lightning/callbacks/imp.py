@@ -214,11 +214,8 @@ class IMPCallback(MaskingCallback):
         if self.reset == "finetune" and self.round > 0:
             self._freeze_schedulers(trainer)
         super().on_train_start(trainer, pl_module)
-        self._round_started = time.perf_counter() - self._resumed_time
+        self._start_round(trainer, elapsed=self._resumed_time)
         self._resumed_time = 0.0
-        log_metrics(trainer, {"imp/round": float(self.round)})  # first: W&B syncs it into the density rows
-        self.log_densities(trainer, "imp")
-        show_round(trainer, self.round, self.num_rounds, self.masks.density())
 
     def _validate_at_round_ends(self, trainer: pl.Trainer) -> None:
         """Make Lightning also validate after each round's last step, so that every round's final metrics are
@@ -300,7 +297,12 @@ class IMPCallback(MaskingCallback):
         previous = self.masks
         self._overlap = self.set_masks(trainer, pl_module, masks).overlap(previous)
         self._best, self._best_step, self._seen = {}, None, {}
-        self._round_started = time.perf_counter()
+        self._start_round(trainer)
+
+    def _start_round(self, trainer: pl.Trainer, elapsed: float = 0.0) -> None:
+        """Start the round's clock (``elapsed``: time it ran before a resume) and show the round and its density."""
+        assert self.masks is not None
+        self._round_started = time.perf_counter() - elapsed
         log_metrics(trainer, {"imp/round": float(self.round)})  # first: W&B syncs it into the density rows
         self.log_densities(trainer, "imp")
         show_round(trainer, self.round, self.num_rounds, self.masks.density())
