@@ -25,7 +25,8 @@ from lt_lightning.callbacks._trainer import TrainingLength, log_metrics, run_dir
 from lt_lightning.callbacks.masking import MaskingCallback, prunable_names
 from lt_lightning.callbacks.rewind import RewindCallback
 from lt_lightning.masks import DEFAULT_TYPES, Masks
-from lt_lightning.pruning import ScoreContext, check_density, check_regex, geometric, prune, rounds_to_reach
+from lt_lightning.pruning import ScoreContext, check_regex, geometric, prune, rounds_to_reach
+from lt_lightning.pruning.prune import match_parameters
 from lt_lightning.pruning.allocation import check_allocation
 from lt_lightning.pruning.schedule import check_fraction
 from lt_lightning.pruning.scores import check_score
@@ -116,10 +117,7 @@ class IMPCallback(MaskingCallback):
             check_regex("keep_dense", keep_dense)
         self.layer_fractions = dict(layer_fractions or {})
         for pattern, fraction in self.layer_fractions.items():
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise ValueError(f"layer_fractions key {pattern!r} is not a valid regex: {err}.") from err
+            check_regex("layer_fractions key", pattern)
             check_fraction(f"layer_fractions[{pattern!r}]", fraction)
         self.rounds = rounds
         self.pruning_fraction = pruning_fraction
@@ -166,10 +164,9 @@ class IMPCallback(MaskingCallback):
             return
         names = prunable_names(pl_module, self.include, self.exclude, self.types)
         for pattern, fraction in self.layer_fractions.items():
-            matched = [n for n in names if re.search(pattern, n)]
-            if not matched:
-                raise ValueError(f"layer_fractions key {pattern!r} matches no prunable parameter; they are: {names}.")
-            self._layer_fraction.update(dict.fromkeys(matched, fraction))
+            self._layer_fraction.update(dict.fromkeys(match_parameters(pattern, names, "layer_fractions key"), fraction))
+        if self.keep_dense is not None:
+            match_parameters(self.keep_dense, names, "keep_dense")
         if self.masks is None:
             self.masks = Masks.dense(pl_module, names)
         self._length = TrainingLength.read(trainer)

@@ -21,7 +21,7 @@ from lt_lightning.zoo import Classifier
     ({"reset": "rewnd"}, r"reset='rewnd' is not allowed; expected one of \['rewind', 'lr_rewind', 'finetune'\]"),
     ({"score": "magnitud"}, r"unknown score 'magnitud'; known scores: \[.*'magnitude'"),
     ({"allocation": "erk?"}, r"unknown allocation 'erk\?'; known allocations: \[.*'global'"),
-    ({"layer_fractions": {"out[": 0.1}}, r"layer_fractions key 'out\[' is not a valid regex"),
+    ({"layer_fractions": {"out[": 0.1}}, r"layer_fractions key='out\[' is not a valid regex"),
     ({"layer_fractions": {"out": 1.5}}, r"layer_fractions\['out'\]=1.5 is not allowed"),
     ({"mode": "up"}, r"mode='up' is not allowed"),
 ])
@@ -68,7 +68,9 @@ def test_no_prunable_parameters(tmp_path, datamodule):
 def test_regex_matching_nothing(tmp_path, datamodule):
     _fit_raises(tmp_path, datamodule, [IMPCallback(include=r"^encoder\.")], r"include='\^encoder\\\\.' matches no")
     _fit_raises(tmp_path, datamodule, [IMPCallback(layer_fractions={r"head\.weight": 0.1})],
-                r"layer_fractions key 'head\\\\.weight' matches no prunable parameter")
+                r"layer_fractions key='head\\\\.weight' matches no prunable parameter")
+    _fit_raises(tmp_path, datamodule, [IMPCallback(keep_dense=r"head\.weight")],
+                r"keep_dense='head\\\\.weight' matches no prunable parameter")
 
 
 def test_two_rewind_callbacks(tmp_path, datamodule):
