@@ -26,7 +26,6 @@ from lt_lightning.callbacks.masking import MaskingCallback, prunable_names
 from lt_lightning.callbacks.rewind import RewindCallback
 from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext, check_regex, geometric, prune, rounds_to_reach
-from lt_lightning.pruning.prune import match_parameters
 from lt_lightning.pruning.allocation import check_allocation
 from lt_lightning.pruning.schedule import check_fraction
 from lt_lightning.pruning.scores import check_score
@@ -162,11 +161,8 @@ class IMPCallback(MaskingCallback):
         super().setup(trainer, pl_module, stage)
         if stage != "fit":
             return
-        names = prunable_names(pl_module, self.include, self.exclude, self.types)
-        for pattern, fraction in self.layer_fractions.items():
-            self._layer_fraction.update(dict.fromkeys(match_parameters(pattern, names, "layer_fractions key"), fraction))
-        if self.keep_dense is not None:
-            match_parameters(self.keep_dense, names, "keep_dense")
+        names, self._layer_fraction = prunable_names(pl_module, self.include, self.exclude, self.types,
+                                                     self.layer_fractions, "layer_fractions key", self.keep_dense)
         if self.masks is None:
             self.masks = Masks.dense(pl_module, names)
         self._length = TrainingLength.read(trainer)

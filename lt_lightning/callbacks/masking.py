@@ -6,7 +6,7 @@ sparsely: ``MaskingCallback(ticket="round_05.pt")``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -17,6 +17,7 @@ from typing_extensions import override
 
 from lt_lightning.callbacks._trainer import check_strategy, log_metrics
 from lt_lightning.masks import DEFAULT_TYPES, MaskEnforcer, Masks, select_parameters
+from lt_lightning.pruning.prune import match_parameters
 from lt_lightning.ticket import load_ticket
 
 
@@ -47,6 +48,10 @@ class MaskingCallback(Callback):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         check_strategy(trainer, type(self).__name__)
+        others = [type(c).__name__ for c in trainer.callbacks if isinstance(c, MaskingCallback) and c is not self]
+        if others:
+            raise ValueError(f"{type(self).__name__} sets the masks of this fit; the Trainer also has {others}, which"
+                             " set their own: give the Trainer one masking callback.")
         if self.ticket is not None and self.masks is None:
             loaded = load_ticket(self.ticket)
             loaded.apply(pl_module, weights=self.ticket_weights)
@@ -112,10 +117,22 @@ class MaskingCallback(Callback):
 
 
 def prunable_names(
-    pl_module: pl.LightningModule, include: str | None, exclude: str | None, types: Sequence[str] = DEFAULT_TYPES
-) -> list[str]:
-    """The prunable parameters, said once at info level so users see what is counted in densities."""
+    pl_module: pl.LightningModule,
+    include: str | None,
+    exclude: str | None,
+    types: Sequence[str] = DEFAULT_TYPES,
+    per_layer: Mapping[str, float] | None = None,
+    per_layer_arg: str = "",
+    keep_dense: str | None = None,
+) -> tuple[list[str], dict[str, float]]:
+    """The prunable parameters (said once at info level, so users see what densities count) and ``per_layer``'s
+    ``{regex: value}`` resolved to ``{name: value}``; every regex must match a prunable parameter."""
     names = select_parameters(pl_module, include=include, exclude=exclude, types=types)
+    by_name: dict[str, float] = {}
+    for pattern, value in (per_layer or {}).items():
+        by_name.update(dict.fromkeys(match_parameters(pattern, names, per_layer_arg), value))
+    if keep_dense is not None:
+        match_parameters(keep_dense, names, "keep_dense")
     params = dict(pl_module.named_parameters())
     total = sum(p.numel() for p in params.values())
     prunable = sum(params[n].numel() for n in names)
@@ -123,4 +140,4 @@ def prunable_names(
         f"lt-lightning: {len(names)} prunable tensors, {prunable:,} of {total:,} parameters"
         f" ({prunable / max(total, 1):.1%}); densities count these only."
     )
-    return names
+    return names, by_name

@@ -19,7 +19,7 @@ from typing_extensions import override
 
 from lt_lightning.callbacks.masking import MaskingCallback, prunable_names
 from lt_lightning.masks import DEFAULT_TYPES, Masks
-from lt_lightning.pruning import ScoreContext, check_density, check_regex, match_parameters, prune_iteratively
+from lt_lightning.pruning import ScoreContext, check_density, check_regex, prune_iteratively
 from lt_lightning.pruning.allocation import check_allocation
 from lt_lightning.pruning.schedule import one_shot, synflow_exponential
 from lt_lightning.pruning.scores import check_score
@@ -106,20 +106,12 @@ class PruneAtInitCallback(MaskingCallback):
         super().setup(trainer, pl_module, stage)
         if stage != "fit":
             return
-        others = [type(c).__name__ for c in trainer.callbacks if isinstance(c, MaskingCallback) and c is not self]
-        if others:
-            raise ValueError(f"PruneAtInitCallback sets the masks of this fit; the Trainer also has {others}, which set"
-                             " their own: give the Trainer one masking callback.")
         if self.method in _DATA_SCORES and not pl_module.automatic_optimization:
             raise ValueError(f"method={self.method!r} scores with the loss of training_step, which under manual"
                              " optimization steps the optimizer itself: use automatic optimization, or a data-free"
                              " method ('synflow', 'magnitude', 'random').")
-        self._names = prunable_names(pl_module, self.include, self.exclude, self.types)
-        for pattern, value in self.layer_density.items():
-            matched = match_parameters(pattern, self._names, "layer_density key")
-            self._layer_density.update(dict.fromkeys(matched, value))
-        if self.keep_dense is not None:
-            match_parameters(self.keep_dense, self._names, "keep_dense")
+        self._names, self._layer_density = prunable_names(pl_module, self.include, self.exclude, self.types,
+                                                           self.layer_density, "layer_density key", self.keep_dense)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
