@@ -1,0 +1,209 @@
+"""Per-optimizer-step cost of keeping a network sparse during training, inside the same Lightning loop.
+
+Variants, each a fresh ``Classifier`` trained by a fresh ``L.Trainer`` (no logger, no checkpointing, no progress bar,
+no validation):
+
+- ``dense``: no callback;
+- ``lt_masks``: ``lt_lightning.MaskingCallback(ticket=...)`` with random masks at 20% density on every Linear/Conv
+  weight (saved as a ``Ticket``); it multiplies the gradients by the masks before the optimizer step and the weights
+  after it (``MaskEnforcer``);
+- ``pl_pruning``: Lightning's ``ModelPruning("l1_unstructured", amount=0.8, parameter_names=["weight"])`` on the same
+  weights, told to prune once (``apply_pruning=lambda epoch: epoch == 0``: at the end of epoch 0) and then keep its
+  ``torch.nn.utils.prune`` forward pre-hooks (``weight = weight_orig * weight_mask`` recomputed at every forward), as
+  a user of the callback would;
+- ``torch_prune``: the same ``torch.nn.utils.prune.global_unstructured`` hooks applied by hand before ``fit``.
+
+What is timed: every fit runs a warm-up epoch (epoch 0, not timed; ``pl_pruning`` prunes at its end) and then
+``--epochs`` timed epochs. A timing callback, first in the callback list, stamps ``time.perf_counter()`` at each
+``on_train_batch_start``; a step's cost is the time from one stamp to the next within an epoch, so it includes
+everything Lightning does for one optimizer step (the other callbacks' hooks, forward, backward, optimizer step, the
+masking, the batch-end hooks, fetching the next batch from pre-built in-memory batches). Epoch boundaries are left
+out. A fit's value is its mean ms/step; each (model, variant) is fitted ``--reps`` times, interleaved with all the
+others in a shuffled order per repetition, and the table shows the median over repetitions and the ratio of medians
+to ``dense``. Inputs are MNIST-shaped (1x28x28) standard-normal tensors and random labels, generated once with a fixed
+seed. torch runs on 1 intra-op thread by default (``--threads``): these machines share cores, and one thread keeps
+other processes' load from multiplying the noise.
+
+    python benchmarks/mask_overhead.py            # `make bench`, about 2-3 minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import statistics
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelPruning
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+from torch.utils.data import DataLoader
+
+from lt_lightning import MaskingCallback
+from lt_lightning.masks import MaskEnforcer, Masks, select_parameters
+from lt_lightning.ticket import Ticket, load_ticket
+from lt_lightning.zoo import Classifier
+
+DENSITY = 0.2
+VARIANTS = ("dense", "lt_masks", "pl_pruning", "torch_prune")
+MODELS = {
+    "lenet_300_100": ("lenet_300_100", {}),
+    "conv2": ("conv2", {"in_channels": 1, "image_size": 28}),
+}
+
+
+class StepTimer(L.Callback):
+    """Stamps the start of every training batch of the timed epochs (epoch >= 1)."""
+
+    def __init__(self) -> None:
+        self.stamps: dict[int, list[float]] = defaultdict(list)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch >= 1:
+            self.stamps[trainer.current_epoch].append(time.perf_counter())
+
+    def mean_step_ms(self) -> float:
+        deltas = [b - a for stamps in self.stamps.values() for a, b in zip(stamps, stamps[1:])]
+        return 1e3 * sum(deltas) / len(deltas)
+
+
+def make_model(name: str) -> Classifier:
+    torch.manual_seed(0)
+    model, kwargs = MODELS[name]
+    return Classifier(model, kwargs, optimizer="adam", lr=1.2e-3)
+
+
+def weight_modules(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def make_ticket(name: str, folder: str) -> str:
+    """Random masks at DENSITY on every Linear/Conv weight, saved as a ticket file."""
+    model = make_model(name)
+    generator = torch.Generator().manual_seed(1)
+    params = dict(model.named_parameters())
+    masks = Masks({n: torch.rand(params[n].shape, generator=generator) < DENSITY for n in select_parameters(model)})
+    path = os.path.join(folder, f"{name}.pt")
+    Ticket(masks, model.state_dict(), {}).save(path)
+    return path
+
+
+def make_batches(steps_per_epoch: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    return [
+        (torch.randn(batch_size, 1, 28, 28, generator=generator), torch.randint(0, 10, (batch_size,), generator=generator))
+        for _ in range(steps_per_epoch)
+    ]
+
+
+def fit_once(name: str, variant: str, batches: list, epochs: int, ticket: str) -> float:
+    model = make_model(name)
+    timer = StepTimer()
+    callbacks: list[L.Callback] = [timer]
+    if variant == "lt_masks":
+        callbacks.append(MaskingCallback(ticket=ticket))
+    elif variant == "pl_pruning":
+        callbacks.append(ModelPruning("l1_unstructured", amount=1 - DENSITY, parameter_names=["weight"],
+                                      apply_pruning=lambda epoch: epoch == 0, verbose=0))
+    elif variant == "torch_prune":
+        torch_prune.global_unstructured(weight_modules(model), pruning_method=torch_prune.L1Unstructured,
+                                        amount=1 - DENSITY)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1 + epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
+    if variant != "dense":
+        check_density(model, variant)
+    return timer.mean_step_ms()
+
+
+def check_density(model: nn.Module, variant: str) -> None:
+    """The pruned variants really trained a network at DENSITY (within 1 point)."""
+    weights = [getattr(m, "weight") for m, _ in weight_modules(model)]
+    kept = sum(int((w != 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    if abs(kept - DENSITY) > 0.01:
+        raise RuntimeError(f"{variant}: trained network has density {kept:.3f}, expected {DENSITY}.")
+
+
+def enforcement_ms(name: str, ticket: str, calls: int = 300) -> float:
+    """Median cost of MaskEnforcer.mask_grads_() + enforce_() alone (the per-step work of MaskingCallback)."""
+    model = make_model(name)
+    masks = load_ticket(ticket).masks
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    enforcer = MaskEnforcer(model, masks)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        enforcer.mask_grads_()
+        enforcer.enforce_()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=7, help="repetitions of every (model, variant)")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per fit (after one warm-up epoch)")
+    parser.add_argument("--lenet-steps", type=int, default=60, help="steps per epoch for LeNet-300-100")
+    parser.add_argument("--conv-steps", type=int, default=8, help="steps per epoch for Conv-2")
+    parser.add_argument("--batch-size", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    for logger in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(logger).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*You defined a `validation_step` but have no `val_dataloader`.*")
+
+    steps = {"lenet_300_100": args.lenet_steps, "conv2": args.conv_steps}
+    batches = {m: make_batches(steps[m], args.batch_size) for m in args.models}
+    results: dict[tuple[str, str], list[float]] = defaultdict(list)
+    order = random.Random(0)
+    with tempfile.TemporaryDirectory() as folder:
+        tickets = {m: make_ticket(m, folder) for m in args.models}
+        jobs: list[tuple[str, str]] = [(m, v) for m in args.models for v in VARIANTS]
+        for rep in range(args.reps):
+            order.shuffle(jobs)
+            for m, v in jobs:
+                results[(m, v)].append(fit_once(m, v, batches[m], args.epochs, tickets[m]))
+            print(f"repetition {rep + 1}/{args.reps} done ({time.perf_counter() - started:.0f} s)", flush=True)
+        enforcement = {m: enforcement_ms(m, tickets[m]) for m in args.models}
+
+    print(f"\nPer-optimizer-step cost, batch {args.batch_size}, torch threads {torch.get_num_threads()},"
+          f" {args.reps} interleaved repetitions; density {DENSITY:.0%} for the pruned variants.")
+    print("| model | variant | median ms/step | min-max ms/step | ratio to dense (of medians) |")
+    print("|---|---|---:|---:|---:|")
+    for m in args.models:
+        dense = statistics.median(results[(m, "dense")])
+        for v in VARIANTS:
+            values = results[(m, v)]
+            med = statistics.median(values)
+            print(f"| {m} | {v} | {med:.3f} | {min(values):.3f}-{max(values):.3f} | {med / dense:.3f}x |")
+    for m in args.models:
+        print(f"{m}: MaskEnforcer.mask_grads_() + enforce_() alone: {enforcement[m]:.3f} ms per step (median).")
+    print("Target: lt_masks at most 1.05x dense on LeNet-300-100 on CPU; ModelPruning's hooks were ~1.44x.")
+    print(f"Total wall time: {time.perf_counter() - started:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()
