@@ -18,13 +18,13 @@ mean over seeds and, after ±, the standard deviation.
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import time
-import warnings
 
 import lightning as L
 import torch
+
+from _quiet import quiet
 
 from lt_lightning import IMPCallback, PruneAtInitCallback, RewindCallback
 from lt_lightning.zoo import Classifier, MNIST1DDataModule
@@ -94,11 +94,7 @@ def main() -> None:
     args.densities = [0.25, 0.0625, 0.015625]
 
     started = time.perf_counter()
-    torch.set_num_threads(args.threads)
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    quiet(args.threads)
     data = MNIST1DDataModule(batch_size=100, seed=42)
 
     dense: list[float] = []

@@ -16,13 +16,13 @@ torchvision instead (needs internet).
 from __future__ import annotations
 
 import argparse
-import logging
 import time
-import warnings
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
+
+from _quiet import quiet
 
 from lt_lightning import IMPCallback, RewindCallback
 from lt_lightning.zoo import Classifier, FashionMNISTDataModule
@@ -47,10 +47,7 @@ def main() -> None:
         parser.error(f"--steps {args.steps} must be a multiple of --val-every {args.val_every}")
 
     started = time.perf_counter()
-    torch.set_num_threads(args.threads)
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    quiet(args.threads)
 
     L.seed_everything(args.seed, verbose=False)
     datamodule = FashionMNISTDataModule(data_dir=args.data_dir, batch_size=args.batch_size, val_size=5000,

@@ -19,15 +19,15 @@ the CSV logs and ticket files under ``<out>/``.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import time
-import warnings
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
+
+from _quiet import quiet
 
 from lt_lightning import IMPCallback, MaskingCallback, RewindCallback
 from lt_lightning.zoo import Classifier, MNIST1DDataModule
@@ -50,13 +50,6 @@ class ValRecorder(L.Callback):
             return
         m = trainer.callback_metrics
         self.records.append((trainer.global_step, float(m["val_loss"]), float(m["val_acc"])))
-
-
-def quiet() -> None:
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # Lightning's advice to raise num_workers is not useful for an in-memory 4000-sample dataset.
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
 def make_trainer(args: argparse.Namespace, name: str, callbacks: list[L.Callback]) -> L.Trainer:
@@ -179,8 +172,7 @@ def main() -> None:
         parser.error(f"--steps {args.steps} must be a multiple of --val-every {args.val_every}")
 
     started = time.perf_counter()
-    torch.set_num_threads(args.threads)
-    quiet()
+    quiet(args.threads)
     os.makedirs(args.out, exist_ok=True)
     datamodule = MNIST1DDataModule(batch_size=100, seed=42)
 
