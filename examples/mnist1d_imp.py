@@ -5,6 +5,13 @@ Adam at 2e-2, batch 100, a fixed number of steps per round, rewinding to the ini
 round. Every round's ticket is then trained again from a *new* random initialization with the ticket's masks
 (``MaskingCallback(ticket=..., ticket_weights=False)``): if the ticket beats that control, the initialization matters.
 
+Defaults: MLP 40-256-256-10 (the notebook's is 40-500-500-10, 3.5x the weights: ``--hidden 500 500``, about
+4.5 minutes instead of about 2.5 on 2 CPU cores), 1500 steps a round, 10 rounds pruning 25% of the remaining weights
+of every layer (``allocation="layerwise"``, as the notebook prunes each layer to the same sparsity; ``--allocation
+global`` uses one threshold, which on this MLP gives tickets no better than their controls). Other differences from the
+notebook: its MLP adds a residual connection around the second layer and also masks biases, it prunes in 100 small
+steps, and its "random" baseline is a random mask, not the ticket's mask on a new initialization.
+
 All IMP rounds run inside one ``trainer.fit``. Validation runs every ``--val-every`` steps by global step
 (``val_check_interval`` with ``check_val_every_n_epoch=None``); ``--steps`` must be a multiple of it, so that every
 round ends on a validation and its "final" accuracy is the accuracy of the network the round ended with.
@@ -60,6 +67,7 @@ def make_trainer(args: argparse.Namespace, name: str, callbacks: list[L.Callback
         val_check_interval=args.val_every,
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
+        log_every_n_steps=20,  # an epoch is 40 steps; Lightning warns when the interval is longer
         logger=CSVLogger(args.out, name=name),
         callbacks=callbacks,
         enable_progress_bar=False,
@@ -157,11 +165,11 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.25, help="fraction of remaining weights pruned per round")
     parser.add_argument("--out-fraction", type=float, default=0.0,
                         help="per-round pruning fraction of the output layer (0: prune it with the others)")
-    parser.add_argument("--allocation", default="global", choices=["global", "layerwise"],
+    parser.add_argument("--allocation", default="layerwise", choices=["global", "layerwise"],
                         help="one magnitude threshold over all layers, or the same density in every layer")
     parser.add_argument("--steps", type=int, default=1500, help="optimizer steps per round (and per control)")
     parser.add_argument("--val-every", type=int, default=100, help="validate every this many steps")
-    parser.add_argument("--hidden", type=int, nargs="+", default=[500, 500], help="hidden layer widths")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="hidden layer widths")
     parser.add_argument("--lr", type=float, default=2e-2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
@@ -196,7 +204,7 @@ def main() -> None:
 
     n_weights = sum(p.numel() for n, p in make_model(args).named_parameters() if n.endswith("weight"))
     title = (f"MNIST-1D MLP 40-{'-'.join(map(str, args.hidden))}-10 ({n_weights:,} prunable weights),"
-             f" {args.steps} steps/round")
+             f" {args.steps} steps/round, {args.allocation} pruning")
     text = table(rows)
     dense = rows[0]["ticket"]["final"]
     note = (f"Dense val acc {100 * dense:.1f}% (seed {args.seed}; the round-0 control is the same dense net from seed"
@@ -207,9 +215,15 @@ def main() -> None:
     print(text)
     print()
     print(note)
+    near10 = min(rows, key=lambda r: abs(r["density"] - 0.1))
+    ours = (f"This run ({args.allocation} pruning): dense {100 * dense:.1f}%; at {100 * near10['density']:.1f}% of the"
+            f" weights ticket {100 * near10['ticket']['final']:.1f}% vs. re-init control"
+            f" {100 * near10['control']['final']:.1f}%; at {100 * rows[-1]['density']:.1f}% ticket"
+            f" {100 * rows[-1]['ticket']['final']:.1f}% vs. control {100 * rows[-1]['control']['final']:.1f}%.")
     print(f"# Compare: {ANCHOR}")
+    print(f"# {ours}")
     with open(os.path.join(args.out, "mnist1d_imp.md"), "w") as f:
-        f.write(f"# {title}\n\n{text}\n\n{note}\n\nCompare: {ANCHOR}\n")
+        f.write(f"# {title}\n\n{text}\n\n{note}\n\nCompare: {ANCHOR}\n\n{ours}\n")
     plot(rows, os.path.join(args.out, "mnist1d_imp.png"), title)
     total = time.perf_counter() - started
     print(f"Wrote {os.path.join(args.out, 'mnist1d_imp.png')} and {os.path.join(args.out, 'mnist1d_imp.md')}.")
