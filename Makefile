@@ -9,12 +9,15 @@ $(VENV)/.installed-%: pyproject.toml
 	$(PIP) install -q -e ".[$*]"
 	touch $@
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint bench clean
 demo: $(VENV)/.installed-examples
 	WANDB_MODE=offline $(PY) examples/mnist1d_imp.py
 
-test: $(VENV)/.installed-test
+test: lint
 	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
 
 bench: $(VENV)/.installed-test
 	$(PY) benchmarks/mask_overhead.py

@@ -139,7 +139,7 @@ def fit_once(name: str, variant: str, batches: list, epochs: int, ticket: str) -
 
 def check_density(model: nn.Module, variant: str) -> None:
     """The pruned variants really trained a network at DENSITY (within 1 point)."""
-    weights = [getattr(m, "weight") for m, _ in weight_modules(model)]
+    weights = [m.weight for m, _ in weight_modules(model)]
     kept = sum(int((w != 0).sum()) for w in weights) / sum(w.numel() for w in weights)
     if abs(kept - DENSITY) > 0.01:
         raise RuntimeError(f"{variant}: trained network has density {kept:.3f}, expected {DENSITY}.")

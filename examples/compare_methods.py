@@ -23,7 +23,6 @@ import time
 
 import lightning as L
 import torch
-
 from _quiet import quiet
 
 from lt_lightning import IMPCallback, PruneAtInitCallback, RewindCallback

@@ -20,9 +20,8 @@ import time
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
-
 from _quiet import quiet
+from lightning.pytorch.loggers import CSVLogger
 
 from lt_lightning import IMPCallback, RewindCallback
 from lt_lightning.zoo import Classifier, FashionMNISTDataModule

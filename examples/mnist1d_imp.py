@@ -32,9 +32,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
-
 from _quiet import quiet
+from lightning.pytorch.loggers import CSVLogger
 
 from lt_lightning import IMPCallback, MaskingCallback, RewindCallback
 from lt_lightning.zoo import Classifier, MNIST1DDataModule

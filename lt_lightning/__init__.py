@@ -1,21 +1,42 @@
-"""lt-lightning: lottery-ticket experiments (iterative magnitude pruning with rewinding) as Lightning callbacks."""
+"""lt-lightning: lottery-ticket experiments (iterative magnitude pruning with rewinding) as Lightning callbacks.
 
-from lt_lightning.callbacks import IMPCallback, MaskingCallback, PruneAtInitCallback, RewindCallback
-from lt_lightning.masks import Masks, select_parameters
-from lt_lightning.step import Step
-from lt_lightning.ticket import Ticket, apply_ticket, load_ticket
+The callbacks are imported on first use, so that the torch-only core (``lt_lightning.masks``, ``.pruning``, ``.ticket``,
+...) never imports lightning.
+"""
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-__all__ = [
-    "IMPCallback",
-    "MaskingCallback",
-    "Masks",
-    "PruneAtInitCallback",
-    "RewindCallback",
-    "Step",
-    "Ticket",
-    "apply_ticket",
-    "load_ticket",
-    "select_parameters",
-]
+import importlib
+from typing import Any
+
+__version__ = "0.2.0.dev0"
+
+_EXPORTS = {
+    "BaseMaskingCallback": "lt_lightning.callbacks",
+    "IMPCallback": "lt_lightning.callbacks",
+    "MaskingCallback": "lt_lightning.callbacks",
+    "PruneAtInitCallback": "lt_lightning.callbacks",
+    "RewindCallback": "lt_lightning.callbacks",
+    "Masks": "lt_lightning.masks",
+    "select_parameters": "lt_lightning.masks",
+    "PruningSpec": "lt_lightning.pruning.spec",
+    "RoundRecord": "lt_lightning.records",
+    "Step": "lt_lightning.step",
+    "Ticket": "lt_lightning.ticket",
+    "apply_ticket": "lt_lightning.ticket",
+    "load_ticket": "lt_lightning.ticket",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lt_lightning' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -97,3 +97,23 @@ class Snapshot:
     def _check_count(what: str, saved: int, current: int) -> None:
         if saved != current:
             raise ValueError(f"the snapshot holds {saved} {what} but training has {current}: cannot restore it.")
+
+
+def relative_distance(module: nn.Module, start: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> float | None:
+    """``|w - w0| / |w0|`` over the masked parameters of ``module`` (kept weights only) against ``start``;
+    ``None`` when ``|w0|`` is 0.
+
+    >>> lin = nn.Linear(2, 1, bias=False)
+    >>> start = {"weight": torch.tensor([[3.0, 4.0]])}
+    >>> _ = lin.weight.data.copy_(torch.tensor([[3.0, 4.5]]))
+    >>> relative_distance(lin, start, {"weight": torch.tensor([[True, True]])})
+    0.1
+    """
+    params = dict(module.named_parameters())
+    diff = norm = 0.0
+    for name, mask in masks.items():
+        param = params[name].detach()
+        w0 = start[name].to(param.device) * mask.to(param.device)
+        diff += float((param - w0).float().pow(2).sum())
+        norm += float(w0.float().pow(2).sum())
+    return (diff / norm) ** 0.5 if norm else None

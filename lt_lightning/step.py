@@ -12,7 +12,8 @@ from typing import Union
 
 StepLike = Union[int, str, "Step"]
 
-_PATTERN = re.compile(r"^\s*(?:(\d+)\s*ep)?\s*(?:(\d+)\s*it)?\s*$")
+# No spaces inside: "5 ep" or "5ep 3it" are refused rather than guessed at.
+_PATTERN = re.compile(r"^(?:(\d+)ep)?(?:(\d+)it)?$")
 _FORMS = "a non-negative int (optimizer steps) or a string like '500it', '2ep' or '1ep50it'"
 
 
@@ -44,7 +45,7 @@ class Step:
             return cls(iterations=value)
         if isinstance(value, str):
             match = _PATTERN.match(value)
-            if value.strip().isdigit():
+            if value.isdigit():
                 return cls(iterations=int(value))
             if match is None or not any(match.groups()):
                 raise ValueError(f"step={value!r} is malformed; expected {_FORMS}.")

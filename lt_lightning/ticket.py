@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lt_lightning.files import atomic_torch_save
 from lt_lightning.masks import Masks
 
 _FORMAT = "lt-lightning-ticket/1"
@@ -35,11 +36,24 @@ class Ticket:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the ticket to ``path`` (parent folders are created)."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        """Write the ticket to ``path`` atomically (parent folders are created)."""
         payload = {"format": _FORMAT, "masks": self.masks.pack(), "state_dict": self.state_dict,
                    "metadata": self.metadata}
-        torch.save(payload, path)
+        atomic_torch_save(payload, path)
+
+    @classmethod
+    def from_state(cls, state_dict: Mapping[str, Tensor], masks: Masks, metadata: Mapping[str, Any] | None = None
+                   ) -> Ticket:
+        """A ticket of ``masks`` on a copy of ``state_dict`` (e.g. a rewind snapshot) on CPU, pruned weights zeroed.
+
+        >>> t = Ticket.from_state({"w": torch.ones(3)}, Masks({"w": torch.tensor([True, False, True])}))
+        >>> t.state_dict["w"].tolist()
+        [1.0, 0.0, 1.0]
+        """
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
+        for name, mask in masks.items():
+            weights[name].mul_(mask.to(weights[name].dtype).cpu())
+        return cls(masks.to("cpu"), weights, dict(metadata or {}))
 
     def check(self, module: nn.Module) -> None:
         """Raise ``ValueError`` if the ticket does not fit ``module``'s architecture, naming the first mismatch."""

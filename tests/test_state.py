@@ -33,7 +33,9 @@ def test_snapshot_restores_weights_optimizer_and_scheduler_exactly():
     torch.manual_seed(1)
     _train_step(net, opt, sched)
     after_once = {k: v.clone() for k, v in net.state_dict().items()}
-    snap.restore_model(net); snap.restore_optimizers([opt]); snap.restore_schedulers([sched])
+    snap.restore_model(net)
+    snap.restore_optimizers([opt])
+    snap.restore_schedulers([sched])
     torch.manual_seed(1)
     _train_step(net, opt, sched)
     assert all(torch.equal(net.state_dict()[k], v) for k, v in after_once.items())

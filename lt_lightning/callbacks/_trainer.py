@@ -1,15 +1,33 @@
-"""What the callbacks need to read from, or tell, a Lightning Trainer. Lightning-only glue, shared by the callbacks."""
+"""What the callbacks need to read from, or tell, a Lightning Trainer: every use of Lightning's private internals
+lives in this module, and ``tests/callbacks/test_trainer_internals.py`` fails loudly if Lightning changes them.
+
+Private internals used (checked against lightning 2.4 to 2.6):
+
+- ``trainer.fit_loop.max_epochs`` and ``trainer.fit_loop.epoch_loop.max_steps``: the length of a fit that runs several
+  trainings is set after ``configure_optimizers`` has seen one training's length;
+- ``trainer.fit_loop.epoch_loop._should_check_val_fx``: also validate at the end of every round;
+- the ``done`` properties of ``_FitLoop`` and ``_TrainingEpochLoop``: a stop request (``trainer.should_stop``) is seen
+  before the loops act on it, so that it can end a round instead of the experiment;
+- ``epoch_loop.batch_progress.is_last_batch``: Lightning validates at an epoch's last batch itself;
+- ``Timer._duration``: a time limit would stop the experiment mid-round;
+- the documented ``-1`` return of ``LightningModule.on_train_batch_start`` (end the epoch now), installed on the
+  module instance for the fit.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities import rank_zero_only
+
+# LRSchedulerConfig.frequency this large means "never step" (Lightning steps when (index + 1) % frequency == 0).
+NEVER = 2**62
 
 _SUPPORTED = "single device (CPU, GPU, MPS) and DDP (strategy='ddp', 'ddp_spawn', 'ddp_find_unused_parameters_true')"
 # DeepSpeed subclasses DDPStrategy but shards optimizer state and parameters, so names are checked too.
@@ -79,3 +97,105 @@ def run_dir(trainer: pl.Trainer, dirpath: str | None) -> str:
     """Where a run's experiment files go: ``dirpath`` if given, else the trainer's log dir (same on all ranks)."""
     path = dirpath if dirpath is not None else (trainer.log_dir or trainer.default_root_dir)
     return os.fspath(trainer.strategy.broadcast(path))
+
+
+# ---------------------------------------------------------------------------------------------- private internals
+def set_fit_length(trainer: pl.Trainer, max_steps: int, max_epochs: int) -> None:
+    """Make the fit end after ``max_steps`` optimizer steps or ``max_epochs`` epochs (-1: no limit)."""
+    trainer.fit_loop.max_epochs = max_epochs
+    trainer.fit_loop.epoch_loop.max_steps = max_steps
+
+
+def validate_also_when(trainer: pl.Trainer, predicate: Callable[[], bool]) -> bool:
+    """Make Lightning also validate after an optimizer step when ``predicate()`` is true (and validation is enabled:
+    a val loader, ``validation_step`` and ``limit_val_batches > 0``). ``False`` if this Lightning cannot."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+    should_check = getattr(epoch_loop, "_should_check_val_fx", None)
+    if should_check is None:
+        return False
+    epoch_loop.__dict__.pop("_should_check_val_fx", None)
+    should_check = epoch_loop._should_check_val_fx
+
+    def or_when(*args: Any, **kwargs: Any) -> bool:
+        return should_check(*args, **kwargs) or (trainer.enable_validation and predicate())
+
+    epoch_loop._should_check_val_fx = or_when
+    return True
+
+
+def end_epoch_when(pl_module: pl.LightningModule, predicate: Callable[[int], bool]) -> None:
+    """End the current epoch at the start of a batch when ``predicate(batch_idx)`` is true, through the module's
+    documented ``on_train_batch_start`` returning ``-1``. Lightning then treats the batch as the epoch's last: it
+    steps epoch-interval schedulers (as at a real epoch end) but also step-interval ones, although no optimizer step
+    was taken; those are held for that batch and released by :func:`release_step_schedulers`."""
+    pl_module.__dict__.pop("on_train_batch_start", None)
+    original = pl_module.on_train_batch_start
+
+    def on_train_batch_start(batch: Any, batch_idx: int) -> Any:
+        response = original(batch, batch_idx)
+        if response != -1 and predicate(batch_idx):
+            _hold_step_schedulers(pl_module.trainer)
+            return -1
+        return response
+
+    pl_module.on_train_batch_start = on_train_batch_start  # type: ignore[method-assign]
+
+
+def _hold_step_schedulers(trainer: pl.Trainer) -> None:
+    for config in trainer.lr_scheduler_configs:
+        if config.interval == "step" and config.frequency != NEVER:
+            config._lt_held_frequency = config.frequency  # type: ignore[attr-defined]
+            config.frequency = NEVER
+
+
+def release_step_schedulers(trainer: pl.Trainer) -> None:
+    for config in trainer.lr_scheduler_configs:
+        held = config.__dict__.pop("_lt_held_frequency", None)
+        if held is not None:
+            config.frequency = held
+
+
+def intercept_stop_requests(trainer: pl.Trainer, handler: Callable[[], None]) -> None:
+    """Call ``handler()`` each time the fit and epoch loops ask whether they are done, before they read
+    ``trainer.should_stop``: any stop request (EarlyStopping, a callback or the module setting it) is seen there,
+    and the handler may withdraw it. The loops' classes are swapped for subclasses for this fit only."""
+    for loop in (trainer.fit_loop, trainer.fit_loop.epoch_loop):
+        base = type(loop)
+        if getattr(base, "_lt_intercepts", False):
+            base = base.__bases__[0]
+        done = base.done
+
+        def intercepted(self: Any, done: property = done) -> bool:
+            handler()
+            return done.fget(self)
+
+        loop.__class__ = type(base.__name__, (base,), {"done": property(intercepted), "_lt_intercepts": True})
+
+
+def release_loops(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    """Undo :func:`validate_also_when`, :func:`end_epoch_when` and :func:`intercept_stop_requests`."""
+    trainer.fit_loop.epoch_loop.__dict__.pop("_should_check_val_fx", None)
+    pl_module.__dict__.pop("on_train_batch_start", None)
+    release_step_schedulers(trainer)
+    for loop in (trainer.fit_loop, trainer.fit_loop.epoch_loop):
+        if getattr(type(loop), "_lt_intercepts", False):
+            loop.__class__ = type(loop).__bases__[0]
+
+
+def clear_callback_metrics(trainer: pl.Trainer) -> None:
+    """Forget the metrics logged so far, as at the start of a fit: a new round starts."""
+    trainer.callback_metrics.clear()
+
+
+def at_last_batch(trainer: pl.Trainer) -> bool:
+    """Whether the batch just run was the last of the trainer's epoch (Lightning validates there itself)."""
+    return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+
+
+def check_no_time_limit(trainer: pl.Trainer, who: str) -> None:
+    """``max_time`` (Lightning's Timer) stops the fit at a moment that falls in an arbitrary round: refused."""
+    for callback in trainer.callbacks:
+        if type(callback).__name__ == "Timer" and getattr(callback, "_duration", None) is not None:
+            raise ValueError(f"{who} cannot run with a time limit (Trainer(max_time=...) or a Timer callback): it"
+                             " would stop the experiment in the middle of a round. Limit one training with"
+                             " max_epochs or max_steps, and the experiment with rounds or target_density.")

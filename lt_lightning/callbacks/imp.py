@@ -1,46 +1,53 @@
 """IMPCallback: iterative magnitude pruning with rewinding, every round inside one ``trainer.fit``.
 
-Timeline of a fit with one training of ``L`` optimizer steps (the configured ``max_epochs``/``max_steps``), rewind
-step ``k`` and ``R`` pruning rounds: round 0 trains dense for ``L`` steps; each later round trains the ``L - k`` steps
-that round 0 ran after ``k``. The fit is extended to ``L + R * (L - k)`` steps. A round ends at the start of the first
-batch after its last step, so the validation and checkpoints that Lightning runs after that step still see the round's
-trained network; then the callback records the round, prunes, resets and starts the next round.
+One training is ``L`` optimizer steps (the configured ``max_epochs``/``max_steps``). Round 0 trains dense for ``L``
+steps; each later round rewinds to step ``k`` and trains the ``L - k`` steps that round 0 ran after ``k`` (fewer if a
+callback stops it early). Each round ends its epoch, so a round's epochs line up with one training's: epoch-level
+metrics, epoch-interval schedulers and epoch-end validation happen where they did in round 0 (a round rewound to a
+step mid-epoch first trains the rest of that epoch). The round's record is made at the start of the next epoch,
+after Lightning's validation, epoch-end hooks and checkpoints have seen the round's trained network; then the
+callback prunes, resets and starts the next round. The core decides what (:mod:`lt_lightning.timeline`,
+:mod:`lt_lightning.records`, :mod:`lt_lightning.pruning`); this callback decides when.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import copy
 import os
-import re
 import time
+import uuid
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from lt_lightning.callbacks import _trainer as lt_trainer
 from lt_lightning.callbacks._trainer import TrainingLength, log_metrics, run_dir, schedulers, steps_per_epoch
-from lt_lightning.callbacks.masking import MaskingCallback, prunable_names
+from lt_lightning.callbacks.base import BaseMaskingCallback, prunable_summary
 from lt_lightning.callbacks.rewind import RewindCallback
 from lt_lightning.masks import DEFAULT_TYPES, Masks
-from lt_lightning.pruning import ScoreContext, check_regex, geometric, prune, rounds_to_reach
-from lt_lightning.pruning.allocation import check_allocation
+from lt_lightning.pruning import ScoreContext, geometric
 from lt_lightning.pruning.schedule import check_fraction
-from lt_lightning.pruning.scores import check_score
+from lt_lightning.pruning.spec import PruningSpec, rounds_to_target
+from lt_lightning.records import HISTORY_FILE, MetricTracker, Mode, RoundRecord, history_run, write_history
 from lt_lightning.reporting import round_scalars
 from lt_lightning.reporting.progress import print_round_summary, show_round
 from lt_lightning.reporting.wandb import log_round_to_wandb
+from lt_lightning.state import relative_distance
 from lt_lightning.ticket import Ticket
+from lt_lightning.timeline import RoundTimeline
 
 Reset = Literal["rewind", "lr_rewind", "finetune"]
 _RESETS = ("rewind", "lr_rewind", "finetune")
-# LRSchedulerConfig.frequency this large means "never step": how "finetune" keeps the final learning rate.
-_NEVER = 2**62
+# Arguments a resumed fit must share with the checkpoint's run: the masks and rounds so far were made by them.
+_SAME_ON_RESUME = ("pruning_fraction", "reset", "score", "allocation", "layer_fractions", "keep_dense",
+                   "allow_layer_collapse", "include", "exclude", "types", "seed")
 
 
-class IMPCallback(MaskingCallback):
+class IMPCallback(BaseMaskingCallback):
     """Iterative magnitude pruning (Frankle & Carbin 2019) with rewinding (Frankle et al. 2020) in one fit.
 
     After each round, ``pruning_fraction`` of the remaining prunable weights are pruned, so the density after ``r``
@@ -52,6 +59,9 @@ class IMPCallback(MaskingCallback):
       (Renda et al. 2020);
     - ``"finetune"``: keep everything and go on at the final learning rate (schedulers stop stepping).
 
+    A callback that stops training (``EarlyStopping``, anything setting ``trainer.should_stop``) ends the *round*:
+    the record says where (``stopped_step``), and EarlyStopping starts afresh in the next round.
+
     Args:
         rounds: pruning rounds after the dense round 0 (the fit trains ``rounds + 1`` times).
         pruning_fraction: fraction of the remaining prunable weights pruned per round, in (0, 1).
@@ -62,14 +72,13 @@ class IMPCallback(MaskingCallback):
             name in ``lt_lightning.pruning.ALLOCATIONS``.
         layer_fractions: per-layer pruning fractions that override ``pruning_fraction``, as ``{regex: fraction}``
             matched against parameter names (e.g. ``{"out\\.weight": 0.1}``, Frankle & Carbin's output layer).
-            Those layers are pruned on their own; the others by ``allocation``.
-        keep_dense: regex of prunable parameters never pruned (e.g. ``"out\\.weight"``); the fraction applies to the
-            others.
-        allow_layer_collapse: allow a layer to lose all its weights; by default each keeps its best weight, the
-            others giving it up, with a ``LayerCollapseWarning`` naming the layers.
-        include, exclude, types: which parameters are prunable (see :func:`lt_lightning.masks.select_parameters`);
-            by default the weights of Linear and ConvNd layers.
-        monitor, mode: the logged metric whose best value marks a round's early-stopping iteration.
+        keep_dense: regex of prunable parameters never pruned; the fraction applies to the others.
+        allow_layer_collapse: allow a layer to lose all its weights; by default each keeps its best weight.
+        include, exclude, types: which parameters are prunable (see :func:`lt_lightning.masks.select_parameters`).
+        monitor, mode: the metric whose best value marks a round's early-stopping iteration (``best_step``), and its
+            direction.
+        modes: directions of other metrics, ``{name: "min" | "max"}``; the rest are minimised when their name holds
+            "loss" or "err" and maximised otherwise.
         dirpath: folder for ``imp_history.json`` and ``tickets/``; default: the trainer's log dir.
         save_tickets: write each round's ticket (masks, rewind weights, metadata).
         seed: seed for random scores.
@@ -90,7 +99,8 @@ class IMPCallback(MaskingCallback):
         exclude: str | None = None,
         types: list[str] | tuple[str, ...] = DEFAULT_TYPES,
         monitor: str = "val_loss",
-        mode: Literal["min", "max"] = "min",
+        mode: Mode = "min",
+        modes: dict[str, Mode] | None = None,
         dirpath: str | None = None,
         save_tickets: bool = True,
         seed: int = 0,
@@ -105,66 +115,63 @@ class IMPCallback(MaskingCallback):
             check_fraction("target_density", target_density)
         if reset not in _RESETS:
             raise ValueError(f"reset={reset!r} is not allowed; expected one of {list(_RESETS)}.")
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode={mode!r} is not allowed; expected 'min' or 'max'.")
-        check_score(score)
         if score in ("snip", "grasp", "synflow"):
             raise ValueError(f"score={score!r} scores the network on data or inputs, which IMPCallback does not give"
                              f" its scores: prune at initialization with PruneAtInitCallback(method={score!r}).")
-        check_allocation(allocation)
-        if keep_dense is not None:
-            check_regex("keep_dense", keep_dense)
-        self.layer_fractions = dict(layer_fractions or {})
-        for pattern, fraction in self.layer_fractions.items():
-            check_regex("layer_fractions key", pattern)
+        for pattern, fraction in (layer_fractions or {}).items():
             check_fraction(f"layer_fractions[{pattern!r}]", fraction)
+        if dirpath is not None and os.path.isfile(dirpath):
+            raise ValueError(f"dirpath={dirpath!r} is a file; expected a folder for imp_history.json and tickets/.")
+        self.spec = PruningSpec(score=score, allocation=allocation, layer_density=layer_fractions or {},
+                                keep_dense=keep_dense, allow_layer_collapse=allow_layer_collapse, include=include,
+                                exclude=exclude, types=types, seed=seed, layer_density_arg="layer_fractions")
+        self.tracker = MetricTracker(monitor, mode, modes)  # checks the modes
         self.rounds = rounds
         self.pruning_fraction = pruning_fraction
         self.target_density = target_density
         self.reset = reset
-        self.score = score
-        self.allocation = allocation
-        self.keep_dense, self.allow_layer_collapse = keep_dense, allow_layer_collapse
-        self.include, self.exclude, self.types = include, exclude, tuple(types)
         self.monitor, self.mode = monitor, mode
         self.dirpath = dirpath
         self.save_tickets = save_tickets
-        self.seed = seed
-        self.num_rounds = min(
-            r for r in (rounds, target_density and rounds_to_reach(pruning_fraction, target_density)) if r
-        )
+        self.num_rounds = rounds or 0  # set from target_density once the prunable layers are known
+        self._fresh()
 
-        self.history: list[dict[str, Any]] = []
+    def _fresh(self) -> None:
+        """The state of an experiment that has not started."""
+        self.masks = None
+        self.history: list[RoundRecord] = []
         self.round = 0
+        self.tracker.reset()
+        self.timeline: RoundTimeline | None = None
+        self._run_id = uuid.uuid4().hex
         self._layer_fraction: dict[str, float] = {}
         self._rewind: RewindCallback | None = None
         self._length: TrainingLength | None = None
-        self._train_steps = 0  # L, one training
-        self._rewind_step = 0  # k
         self._run_dir = ""
-        self._best: dict[str, float] = {}
-        self._best_step: int | None = None
-        self._seen: dict[str, float] = {}  # the round's latest logged scalars, kept across a resume
-        self._overlap: float | None = None  # IoU of this round's kept weights with the previous round's
+        self._overlap: float | None = None
+        self._stopped = False  # a callback stopped the current round
         self._round_started = 0.0
-        self._resumed_time = 0.0  # wall time a resumed round had spent before the checkpoint
-        self._resumed_length: tuple[int, int] | None = None
+        self._resumed: dict[str, Any] | None = None  # the checkpoint's state, checked once the module is known
+        self._early_stopping: list[tuple[EarlyStopping, dict[str, Any]]] = []
+        self._per_epoch = float("inf")
+        self._step_at_batch_start = -1
+        self._step_at_epoch_start = 0
+        self._names: list[str] = []
 
-    @property
-    @override
-    def state_key(self) -> str:
-        return self._generate_state_key(rounds=self.rounds, pruning_fraction=self.pruning_fraction)
+    def _config(self) -> dict[str, Any]:
+        return {"pruning_fraction": self.pruning_fraction, "reset": self.reset, "score": self.spec.score,
+                "allocation": self.spec.allocation, "layer_fractions": dict(self.spec.layer_density),
+                "keep_dense": self.spec.keep_dense, "allow_layer_collapse": self.spec.allow_layer_collapse,
+                "include": self.spec.include, "exclude": self.spec.exclude, "types": list(self.spec.types),
+                "seed": self.spec.seed, "rounds": self.rounds, "target_density": self.target_density}
 
-    # ------------------------------------------------------------------ setup: everything that can fail, fails here
+    # ------------------------------------------------------------------ before training: everything that can fail
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if stage != "fit":
             return
-        names, self._layer_fraction = prunable_names(pl_module, self.include, self.exclude, self.types,
-                                                     self.layer_fractions, "layer_fractions key", self.keep_dense)
-        if self.masks is None:
-            self.masks = Masks.dense(pl_module, names)
+        self._fresh()  # a second fit is a new experiment; a resumed one gets its state from the checkpoint next
         self._length = TrainingLength.read(trainer)
         rewinds = [c for c in trainer.callbacks if isinstance(c, RewindCallback)]
         if len(rewinds) > 1:
@@ -177,106 +184,218 @@ class IMPCallback(MaskingCallback):
             self._rewind = RewindCallback(step=0)
             self._rewind.setup(trainer, pl_module, stage)
             trainer.callbacks.append(self._rewind)  # so its snapshot is captured and checkpointed like the user's
+        lt_trainer.check_no_time_limit(trainer, "IMPCallback")
+        self._early_stopping = [(c, copy.deepcopy(c.state_dict())) for c in trainer.callbacks
+                                if isinstance(c, EarlyStopping)]
         self._run_dir = run_dir(trainer, self.dirpath)
+        if os.path.isfile(self._run_dir):
+            raise ValueError(f"dirpath={self._run_dir!r} is a file; expected a folder for {HISTORY_FILE} and tickets/.")
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("callbacks", {})
+        if self.state_key in states:
+            return
+        legacy = [k for k in states if isinstance(k, str) and k.startswith("IMPCallback{")]
+        if legacy:  # written by lt-lightning 0.1, whose key held the arguments
+            self.load_state_dict(states[legacy[0]])
+            return
+        raise ValueError("the checkpoint holds no IMPCallback state: it was not written by an IMP run, and resuming"
+                         " from it would start the experiment over from its weights as if they were dense round 0."
+                         " To start IMP from those weights, load them into the module and fit without ckpt_path.")
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # configure_optimizers has seen one training's length; lift the limits before Lightning checks a resumed
         # checkpoint against them. on_train_start sets the exact end once steps per epoch are known.
-        trainer.fit_loop.max_epochs = -1
-        trainer.fit_loop.epoch_loop.max_steps = -1
+        lt_trainer.set_fit_length(trainer, max_steps=-1, max_epochs=-1)
+        super().on_fit_start(trainer, pl_module)
+
+    @override
+    def prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        names, by_pattern = self.spec.resolve(pl_module)
+        self._layer_fraction = by_pattern
+        self._names = names
+        rank_zero_info(prunable_summary(pl_module, names))
+        if self.target_density is not None:
+            params = dict(pl_module.named_parameters())
+            needed = rounds_to_target({n: params[n].numel() for n in names}, self.pruning_fraction,
+                                      self.target_density, self._layer_fraction, self.spec.dense_names(names))
+            self.num_rounds = min(needed, self.rounds) if self.rounds else needed
+        else:
+            self.num_rounds = self.rounds or 0
+        if self._resumed is not None:
+            self._check_resume()
+        self._check_run_dir(trainer)
+
+    def _check_resume(self) -> None:
+        assert self._resumed is not None
+        saved = self._resumed["config"]
+        changed = [] if not saved else [f"{k}: {saved.get(k)!r} in the checkpoint, {v!r} now" for k, v in self._config().items()
+                   if k in _SAME_ON_RESUME and saved.get(k) != v]
+        if changed:
+            raise ValueError("IMPCallback cannot resume this checkpoint with other pruning arguments: "
+                             + "; ".join(changed) + ". Resume with the original arguments (rounds and target_density"
+                             " may change to extend or shorten the experiment).")
+        done = len(self.history) - 1
+        if self.num_rounds < max(self.round, done):
+            raise ValueError(f"the checkpoint's experiment is at round {max(self.round, done)}, past the"
+                             f" {self.num_rounds} rounds that rounds={self.rounds}, target_density={self.target_density}"
+                             " give now: raise rounds or lower target_density to continue it.")
+
+    def _check_run_dir(self, trainer: pl.Trainer) -> None:
+        """Never write over another run's history or tickets: a folder's history belongs to the run that made it."""
+        path = os.path.join(self._run_dir, HISTORY_FILE)
+        owner = None
+        if os.path.isfile(path):
+            try:
+                owner = history_run(path)
+            except ValueError:
+                owner = "unknown"
+        elif os.path.isdir(os.path.join(self._run_dir, "tickets")) and os.listdir(os.path.join(self._run_dir, "tickets")):
+            owner = "unknown"
+        owner = trainer.strategy.broadcast(owner, src=0)
+        if owner is not None and owner != self._run_id:
+            raise ValueError(f"{self._run_dir!r} already holds the history or tickets of another IMP run; this run"
+                             " would overwrite them. Give this run its own dirpath (or logger version), or resume"
+                             " that run from one of its checkpoints.")
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        assert self._length is not None and self._rewind is not None and self.masks is not None
+        assert self._length is not None and self._rewind is not None
         if len(trainer.optimizers) != 1:
             raise ValueError(f"IMPCallback supports one optimizer; configure_optimizers returned {len(trainer.optimizers)}.")
-        per_epoch = steps_per_epoch(trainer)
-        self._train_steps = self._length.steps(per_epoch)
-        self._rewind_step = self._rewind.resolve(trainer)
-        if self._resumed_length not in (None, (self._train_steps, self._rewind_step)):
-            raise ValueError(
-                f"the checkpoint's IMP run had one training of {self._resumed_length[0]} steps rewound to step"
-                f" {self._resumed_length[1]}; this Trainer gives {self._train_steps} and {self._rewind_step}"
-                f" ({self._length}): resume with the Trainer and callbacks of the original run."
-            )
-        trainer.fit_loop.epoch_loop.max_steps = self._round_end(self.num_rounds)
-        if per_epoch != math.inf:  # the epochs the extended fit spans, for progress bars; max_steps ends it
-            trainer.fit_loop.max_epochs = math.ceil(self._round_end(self.num_rounds) / per_epoch)
-        self._validate_at_round_ends(trainer)
+        self._per_epoch = steps_per_epoch(trainer)
+        train_steps = self._length.steps(self._per_epoch)
+        rewind_step = self._rewind.resolve(trainer)
+        for config in trainer.lr_scheduler_configs:
+            if config.frequency != 1:
+                raise ValueError(f"IMPCallback replays LR schedules round by round, but a scheduler has"
+                                 f" frequency={config.frequency} (interval={config.interval!r}), counted in the fit's"
+                                 " epochs or batches, which the rounds do not share: use frequency=1.")
+        if self._resumed is not None:
+            saved = self._resumed["timeline"]
+            if (saved["train_steps"], saved["rewind_step"]) != (train_steps, rewind_step):
+                raise ValueError(
+                    f"the checkpoint's IMP run had one training of {saved['train_steps']} steps rewound to step"
+                    f" {saved['rewind_step']}; this Trainer gives {train_steps} and {rewind_step} ({self._length}):"
+                    " resume with the Trainer and callbacks of the original run."
+                )
+            self.timeline = RoundTimeline(train_steps, rewind_step, self.num_rounds, list(saved["starts"]))
+        else:
+            self.timeline = RoundTimeline(train_steps, rewind_step, self.num_rounds)
         if self.reset == "finetune" and self.round > 0:
-            self._freeze_schedulers(trainer)
-        super().on_train_start(trainer, pl_module)
-        self._start_round(trainer, elapsed=self._resumed_time)
-        self._resumed_time = 0.0
-
-    def _validate_at_round_ends(self, trainer: pl.Trainer) -> None:
-        """Make Lightning also validate after each round's last step, so that every round's final metrics are
-        measured at its end even when it ends mid-epoch. Lightning has no public switch for this: its epoch loop's
-        ``_should_check_val_fx`` is wrapped for this fit only (and left alone, with a warning, if it is missing)."""
-        epoch_loop = trainer.fit_loop.epoch_loop
-        should_check = getattr(epoch_loop, "_should_check_val_fx", None)
-        if should_check is None:
+            _freeze_schedulers(trainer)
+        self._set_length(trainer)
+        if not lt_trainer.validate_also_when(trainer, lambda: self._validate_now(trainer)):
             rank_zero_warn("lt-lightning: cannot validate at round ends with this Lightning version; a round's final"
                            " validation metrics are those of the last validation before its end.")
-            return
+        lt_trainer.end_epoch_when(pl_module, lambda batch_idx: self._end_epoch_now(trainer, batch_idx))
+        lt_trainer.intercept_stop_requests(trainer, lambda: self._on_stop_request(trainer))
+        super().on_train_start(trainer, pl_module)
+        elapsed = self._resumed.get("round_time", 0.0) if self._resumed is not None else 0.0
+        self._resumed = None
+        self._start_round(trainer, elapsed)
 
-        def or_at_round_end(*args: Any, **kwargs: Any) -> bool:
-            return should_check(*args, **kwargs) or trainer.global_step == self._round_end(self.round)
+    @override
+    def initial_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Masks:
+        return Masks.dense(pl_module, self._names)
 
-        epoch_loop._should_check_val_fx = or_at_round_end
+    def _set_length(self, trainer: pl.Trainer) -> None:
+        assert self.timeline is not None
+        epochs = -1
+        if self._per_epoch != float("inf"):  # the epochs the fit spans, for progress bars; max_steps ends it
+            epochs = trainer.current_epoch + self.timeline.epochs_left(trainer.global_step, int(self._per_epoch))
+        lt_trainer.set_fit_length(trainer, max_steps=self.timeline.total_steps(), max_epochs=epochs)
 
-    # ------------------------------------------------------------------ per batch: one integer comparison
+    # ------------------------------------------------------------------ when rounds end
+    def _round_over(self, trainer: pl.Trainer) -> bool:
+        assert self.timeline is not None
+        return self._stopped or trainer.global_step >= self.timeline.end(self.round)
+
+    def _virtual_epoch_end(self, trainer: pl.Trainer) -> bool:
+        """Whether the steps taken in this trainer epoch have just completed an epoch of one training."""
+        assert self.timeline is not None
+        per_epoch = self._per_epoch
+        return (per_epoch != float("inf") and trainer.global_step > self._step_at_epoch_start
+                and self.timeline.virtual_step(trainer.global_step) % int(per_epoch) == 0)
+
+    def _validate_now(self, trainer: pl.Trainer) -> bool:
+        """After an optimizer step: validate at the round's end, and where one training's epoch ends inside a
+        trainer epoch (a round rewound mid-epoch), as round 0 validated there."""
+        assert self.timeline is not None
+        if trainer.global_step == self._step_at_batch_start:  # accumulating: no step taken
+            return False
+        if self._round_over(trainer):
+            return True
+        every = trainer.check_val_every_n_epoch
+        if every is None or not self._virtual_epoch_end(trainer) or lt_trainer.at_last_batch(trainer):
+            return False
+        return (self.timeline.virtual_step(trainer.global_step) // int(self._per_epoch)) % every == 0
+
+    def _end_epoch_now(self, trainer: pl.Trainer, batch_idx: int) -> bool:
+        """At a batch start: end the trainer's epoch where the round ended or where one training's epoch ended."""
+        return batch_idx > 0 and ((self.round < self.num_rounds and self._round_over(trainer))
+                                  or self._virtual_epoch_end(trainer))
+
+    def _on_stop_request(self, trainer: pl.Trainer) -> None:
+        """A stop request ends the round, not the experiment (unless it is the last round)."""
+        if trainer.should_stop:
+            if self.round < self.num_rounds:
+                trainer.should_stop = False
+            if not self._stopped:
+                self._stopped = True
+                rank_zero_info(f"lt-lightning: training was stopped at global step {trainer.global_step}: round"
+                               f" {self.round} ends there; the next round starts at the next epoch.")
+
     @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        if self.round < self.num_rounds and trainer.global_step == self._round_end(self.round):
+        self._step_at_batch_start = trainer.global_step
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        lt_trainer.release_step_schedulers(trainer)
+        if self.round < self.num_rounds and self._round_over(trainer):
             self._next_round(trainer, pl_module)
+        self._step_at_epoch_start = trainer.global_step
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit":
+        if trainer.sanity_checking or trainer.state.fn != "fit" or self.timeline is None:
             return
-        self._seen.update(_scalars(trainer.callback_metrics))
-        for name, value in _scalars(trainer.callback_metrics).items():
-            lower = self.mode == "min" if name == self.monitor else _lower_is_better(name)
-            previous = self._best.get(name)
-            if previous is None or (value < previous if lower else value > previous):
-                self._best[name] = value
-                if name == self.monitor:
-                    self._best_step = self._virtual_step(trainer.global_step)
+        self.tracker.observe(_scalars(trainer.callback_metrics), self.timeline.virtual_step(trainer.global_step))
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if len(self.history) == self.round and trainer.global_step >= self._round_end(self.round):
+        assert self.timeline is not None
+        lt_trainer.release_loops(trainer, pl_module)
+        if len(self.history) == self.round:
             self._finish_round(trainer, pl_module)
-        trainer.fit_loop.epoch_loop.__dict__.pop("_should_check_val_fx", None)
         super().on_train_end(trainer, pl_module)
+        finished = self.round == self.num_rounds and (self._stopped or trainer.global_step >= self.timeline.end(self.round))
+        if not finished:
+            raise RuntimeError(
+                f"the fit ended at global step {trainer.global_step}, in round {self.round} of {self.num_rounds},"
+                f" before the experiment's end (step {self.timeline.total_steps()}): something other than IMPCallback"
+                " limited the fit (max_time, a KeyboardInterrupt handler, min/max_epochs set after setup?). The"
+                f" history holds the {len(self.history)} rounds recorded; resume from a checkpoint to go on."
+            )
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        trainer.fit_loop.epoch_loop.__dict__.pop("_should_check_val_fx", None)
+        lt_trainer.release_loops(trainer, pl_module)
         super().on_exception(trainer, pl_module, exception)
 
     # ------------------------------------------------------------------ rounds
-    def _round_end(self, round_: int) -> int:
-        return self._train_steps + round_ * (self._train_steps - self._rewind_step)
-
-    def _virtual_step(self, global_step: int) -> int:
-        """The step of one training that ``global_step`` stands for in the current round."""
-        if self.round == 0:
-            return global_step
-        return self._rewind_step + global_step - self._round_end(self.round - 1)
-
     def _next_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        assert self.masks is not None and self._rewind is not None
-        self._finish_round(trainer, pl_module)
+        assert self.masks is not None and self._rewind is not None and self.timeline is not None
+        if len(self.history) == self.round:  # not recorded yet (a resumed fit may have recorded it)
+            self._finish_round(trainer, pl_module)
         snapshot = self._rewind.snapshot
         if snapshot is None:
             raise RuntimeError("IMPCallback reached a round's end without a rewind snapshot; was training resumed from"
                                " a checkpoint written by an older run without one?")
-        masks = None
-        if trainer.is_global_zero:
-            masks = self._prune(pl_module, self.round + 1)
+        masks = self._prune(pl_module, self.round + 1) if trainer.is_global_zero else None
         if self.reset == "rewind":
             snapshot.restore_model(pl_module)
             snapshot.restore_optimizers(trainer.optimizers)
@@ -285,11 +404,17 @@ class IMPCallback(MaskingCallback):
             snapshot.restore_optimizers(trainer.optimizers, keep_buffers=True)
             snapshot.restore_schedulers(schedulers(trainer))
         else:
-            self._freeze_schedulers(trainer)
+            _freeze_schedulers(trainer)
         self.round += 1
+        self.timeline.start_round(self.round, trainer.global_step)
         previous = self.masks
         self._overlap = self.set_masks(trainer, pl_module, masks).overlap(previous)
-        self._best, self._best_step, self._seen = {}, None, {}
+        self.tracker.reset()
+        self._stopped = False
+        lt_trainer.clear_callback_metrics(trainer)
+        for callback, initial in self._early_stopping:  # each round is a training of its own
+            callback.load_state_dict(copy.deepcopy(initial))
+        self._set_length(trainer)
         self._start_round(trainer)
 
     def _start_round(self, trainer: pl.Trainer, elapsed: float = 0.0) -> None:
@@ -302,102 +427,97 @@ class IMPCallback(MaskingCallback):
 
     def _prune(self, pl_module: pl.LightningModule, round_: int) -> Masks:
         assert self.masks is not None
-        generator = torch.Generator().manual_seed(self.seed + round_)
+        generator = torch.Generator().manual_seed(self.spec.seed + round_)
         context = ScoreContext(pl_module, self.masks, generator=generator)
         layer_density = {n: geometric(f, round_) for n, f in self._layer_fraction.items()}
-        return prune(context, geometric(self.pruning_fraction, round_), score=self.score, allocation=self.allocation,
-                     layer_density=layer_density, keep_dense=self.keep_dense,
-                     allow_layer_collapse=self.allow_layer_collapse)
+        return self.spec.prune(context, geometric(self.pruning_fraction, round_), layer_density)
 
     def _finish_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        assert self.masks is not None and self._rewind is not None
-        # callback_metrics starts empty in a resumed process: what the round logged before the checkpoint is in _seen.
-        final = {**self._seen, **_scalars(trainer.callback_metrics)}
-        record: dict[str, Any] = {
-            "round": self.round,
-            "density": self.masks.density(),
-            "layer_density": self.masks.layer_densities(),
-            "start_step": 0 if self.round == 0 else self._rewind_step,
-            "train_steps": self._train_steps if self.round == 0 else self._train_steps - self._rewind_step,
-            "final": final,
-            "best": dict(self._best),
-            "monitor": self.monitor,
-            "best_step": self._best_step,
-            "mask_overlap": self._overlap,
-            "distance_from_rewind": self._distance_from_rewind(pl_module),
-            "wall_time_s": time.perf_counter() - self._round_started,
-            "ticket": None,
-        }
-        if self.save_tickets and self._rewind.snapshot is not None:
-            record["ticket"] = os.path.join(self._run_dir, "tickets", f"round_{self.round:02d}.pt")
+        assert self.masks is not None and self._rewind is not None and self.timeline is not None
+        stopped_step = self.timeline.virtual_step(trainer.global_step)
+        # Everything the round logged: callback metrics were cleared when it started (epoch-level values included).
+        self.tracker.observe(_scalars(trainer.callback_metrics), stopped_step)
+        if self.round == 0 and self.monitor not in self.tracker.final:
+            rank_zero_warn(f"lt-lightning: monitor={self.monitor!r} was never logged in round 0, so best_step stays"
+                           f" empty; logged metrics: {sorted(self.tracker.final)}. Set IMPCallback(monitor=...).")
+        record = RoundRecord(
+            round=self.round,
+            density=self.masks.density(),
+            layer_density=self.masks.layer_densities(),
+            start_step=self.timeline.first_step(self.round),
+            train_steps=stopped_step - self.timeline.first_step(self.round),
+            stopped_step=stopped_step,
+            stopped_early=self._stopped,
+            final=dict(self.tracker.final),
+            best=dict(self.tracker.best),
+            monitor=self.monitor,
+            mode=self.tracker.mode(self.monitor),
+            best_step=self.tracker.best_step,
+            mask_overlap=self._overlap,
+            distance_from_rewind=(relative_distance(pl_module, self._rewind.snapshot.model, self.masks)
+                                  if self._rewind.snapshot is not None else None),
+            wall_time_s=time.perf_counter() - self._round_started,
+            ticket=(os.path.join(self._run_dir, "tickets", f"round_{self.round:02d}.pt")
+                    if self.save_tickets and self._rewind.snapshot is not None else None),
+        )
         # Metrics logged without sync_dist differ between ranks: every rank keeps rank zero's record.
         record = trainer.strategy.broadcast(record, src=0)
         self.history.append(record)
-        self._write(record)
+        if trainer.is_global_zero:
+            self._write(record)
         log_metrics(trainer, round_scalars(record))
         log_round_to_wandb(trainer, self.history)
         print_round_summary(record, self.num_rounds)
 
-    def _distance_from_rewind(self, pl_module: pl.LightningModule) -> float | None:
-        """Relative L2 distance of the trained prunable weights from their rewind values, ``|w - w_k| / |w_k|``."""
-        assert self.masks is not None and self._rewind is not None
-        if self._rewind.snapshot is None:
-            return None
-        params = dict(pl_module.named_parameters())
-        diff = norm = 0.0
-        for name, mask in self.masks.items():
-            start = self._rewind.snapshot.model[name].to(params[name].device) * mask.to(params[name].device)
-            diff += float((params[name].detach() - start).float().pow(2).sum())
-            norm += float(start.float().pow(2).sum())
-        return (diff / norm) ** 0.5 if norm else None
-
-    @rank_zero_only
-    def _write(self, record: dict[str, Any]) -> None:
-        assert self.masks is not None and self._rewind is not None and self._rewind.snapshot is not None
-        os.makedirs(self._run_dir, exist_ok=True)
-        with open(os.path.join(self._run_dir, "imp_history.json"), "w") as f:
-            json.dump(self.history, f, indent=2)
-        if record["ticket"] is not None:
-            weights = {k: v.clone() for k, v in self._rewind.snapshot.model.items()}
-            for name, mask in self.masks.items():
-                weights[name].mul_(mask.to(weights[name].dtype).cpu())
-            metadata = {k: v for k, v in record.items() if k != "ticket"}
-            metadata.update(rewind_step=self._rewind_step, pruning_fraction=self.pruning_fraction, reset=self.reset,
-                            score=self.score, allocation=self.allocation)
-            Ticket(self.masks.to("cpu"), weights, metadata).save(record["ticket"])
-
-    @staticmethod
-    def _freeze_schedulers(trainer: pl.Trainer) -> None:
-        for config in trainer.lr_scheduler_configs:
-            config.frequency = _NEVER
+    def _write(self, record: RoundRecord) -> None:
+        assert self.masks is not None and self._rewind is not None and self.timeline is not None
+        write_history(os.path.join(self._run_dir, HISTORY_FILE), self.history, run=self._run_id)
+        if record.ticket is not None:
+            assert self._rewind.snapshot is not None
+            metadata = {k: v for k, v in record.to_dict().items() if k != "ticket"}
+            metadata.update(rewind_step=self.timeline.rewind_step, pruning_fraction=self.pruning_fraction,
+                            reset=self.reset, score=self.spec.score, allocation=self.spec.allocation, run=self._run_id)
+            Ticket.from_state(self._rewind.snapshot.model, self.masks, metadata).save(record.ticket)
 
     # ------------------------------------------------------------------ checkpoints
     @override
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update(round=self.round, history=self.history, best=self._best, best_step=self._best_step, seen=self._seen,
-                     overlap=self._overlap,
-                     train_steps=self._train_steps, rewind_step=self._rewind_step,
+        state.update(round=self.round, history=[r.to_dict() for r in self.history], tracker=self.tracker.state_dict(),
+                     overlap=self._overlap, stopped=self._stopped, run=self._run_id, config=self._config(),
+                     timeline=self.timeline.state_dict() if self.timeline is not None else None,
                      round_time=time.perf_counter() - self._round_started)
         return state
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "timeline" not in state_dict:
+            state_dict = _from_v01(state_dict)
         super().load_state_dict(state_dict)
         self.round = state_dict["round"]
-        self.history = list(state_dict["history"])
-        self._best = dict(state_dict["best"])
-        self._best_step = state_dict["best_step"]
-        self._seen = dict(state_dict["seen"])
+        self.history = [RoundRecord.from_dict(r) for r in state_dict["history"]]
+        self.tracker.load_state_dict(state_dict["tracker"])
         self._overlap = state_dict["overlap"]
-        self._resumed_time = state_dict["round_time"]
-        self._resumed_length = (state_dict["train_steps"], state_dict["rewind_step"])
+        self._stopped = state_dict["stopped"]
+        self._run_id = state_dict["run"]
+        self._resumed = state_dict
+
+
+def _from_v01(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint state written by lt-lightning 0.1 (rounds back to back, no early stops), in today's form."""
+    steps, rewind, round_ = state["train_steps"], state["rewind_step"], state["round"]
+    history = [{k: v for k, v in r.items() if k in RoundRecord.__dataclass_fields__} for r in state["history"]]
+    return {**state, "history": history, "tracker": {"final": state["seen"], "best": state["best"],
+                                                      "best_step": state["best_step"]},
+            "stopped": False, "run": uuid.uuid4().hex, "config": {},
+            "timeline": {"train_steps": steps, "rewind_step": rewind,
+                         "starts": [0] + [steps + r * (steps - rewind) for r in range(round_)]}}
+
+
+def _freeze_schedulers(trainer: pl.Trainer) -> None:
+    for config in trainer.lr_scheduler_configs:
+        config.frequency = lt_trainer.NEVER
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) or v.numel() == 1}
-
-
-def _lower_is_better(name: str) -> bool:
-    """The rule for a metric's best value: names with 'loss' or 'err' are minimised, all others maximised."""
-    return bool(re.search(r"loss|err", name, re.IGNORECASE))

@@ -17,18 +17,17 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lt_lightning.callbacks.masking import MaskingCallback, prunable_names
+from lt_lightning.callbacks.base import BaseMaskingCallback, prunable_summary
 from lt_lightning.masks import DEFAULT_TYPES, Masks
-from lt_lightning.pruning import ScoreContext, check_density, check_regex, prune_iteratively
-from lt_lightning.pruning.allocation import check_allocation
+from lt_lightning.pruning import ScoreContext, check_density, prune_iteratively
 from lt_lightning.pruning.schedule import one_shot, synflow_exponential
-from lt_lightning.pruning.scores import check_score
+from lt_lightning.pruning.spec import PruningSpec
 
 # Scores that call the loss (the module's training_step) on training batches.
 _DATA_SCORES = ("snip", "grasp")
 
 
-class PruneAtInitCallback(MaskingCallback):
+class PruneAtInitCallback(BaseMaskingCallback):
     """Prune at initialization, once, before the first optimizer step; then keep the masks fixed through training.
 
     ``method`` scores the weights (higher = kept), ``allocation`` turns the scores into masks keeping ``density`` of
@@ -72,69 +71,43 @@ class PruneAtInitCallback(MaskingCallback):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        check_score(method)
         check_density("density", density)
-        check_allocation(allocation)
         for name, value in (("batches", batches), ("iterations", iterations)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1.")
-        self.layer_density = dict(layer_density or {})
-        for pattern, value in self.layer_density.items():
-            check_regex("layer_density key", pattern)  # what it matches is checked in setup
-            check_density(f"layer_density[{pattern!r}]", value)
-        if keep_dense is not None:
-            check_regex("keep_dense", keep_dense)
+        self.spec = PruningSpec(score=method, allocation=allocation, layer_density=layer_density or {},
+                                keep_dense=keep_dense, allow_layer_collapse=allow_layer_collapse, include=include,
+                                exclude=exclude, types=types, seed=seed)
         self.method = method
         self.density = density
-        self.allocation = allocation
         self.batches = batches
         self.iterations = iterations
-        self.keep_dense = keep_dense
-        self.allow_layer_collapse = allow_layer_collapse
-        self.include, self.exclude, self.types = include, exclude, tuple(types)
-        self.seed = seed
         self._names: list[str] = []
         self._layer_density: dict[str, float] = {}
 
-    @property
     @override
-    def state_key(self) -> str:
-        return self._generate_state_key(method=self.method, density=self.density)
-
-    @override
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if stage != "fit":
-            return
+    def prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.method in _DATA_SCORES and not pl_module.automatic_optimization:
             raise ValueError(f"method={self.method!r} scores with the loss of training_step, which under manual"
                              " optimization steps the optimizer itself: use automatic optimization, or a data-free"
                              " method ('synflow', 'magnitude', 'random').")
-        self._names, self._layer_density = prunable_names(pl_module, self.include, self.exclude, self.types,
-                                                           self.layer_density, "layer_density key", self.keep_dense)
+        self._names, self._layer_density = self.spec.resolve(pl_module)
+        rank_zero_info(prunable_summary(pl_module, self._names))
+
+    @override
+    def initial_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Masks:
+        started = time.perf_counter()
+        masks = self._prune(trainer, pl_module)
+        rank_zero_info(f"lt-lightning: {self.method} pruned to density {masks.density():.4f} in"
+                       f" {time.perf_counter() - started:.1f} s.")
+        return masks
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)  # enforcement hooks; restored masks (a resumed fit) are set here
-        if self.masks is not None:
-            return
-        started = time.perf_counter()
-        masks, error = None, None
-        if trainer.is_global_zero:
-            try:
-                masks = self._prune(trainer, pl_module)
-            except Exception as err:  # noqa: BLE001 - re-raised below, after telling the other ranks
-                error = err
-        # The other ranks wait in the broadcast of the masks: they must learn that rank zero failed, not hang.
-        failure = trainer.strategy.broadcast(f"{type(error).__name__}: {error}" if error else None, src=0)
-        if error is not None:
-            raise error
-        if failure is not None:
-            raise RuntimeError(f"PruneAtInitCallback failed on rank zero: {failure}")
-        masks = self.set_masks(trainer, pl_module, masks)
-        rank_zero_info(f"lt-lightning: {self.method} pruned to density {masks.density():.4f} in"
-                       f" {time.perf_counter() - started:.1f} s.")
-        self.log_densities(trainer, "prune_at_init")
+        pruned = self.masks is None
+        super().on_train_start(trainer, pl_module)  # computes the masks on rank zero unless a checkpoint gave them
+        if pruned:
+            self.log_densities(trainer, "prune_at_init")
 
     def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Masks:
         device = pl_module.device
@@ -145,7 +118,7 @@ class PruneAtInitCallback(MaskingCallback):
                 Masks.dense(pl_module, self._names),
                 batches=batches,
                 loss_fn=self._loss,
-                generator=torch.Generator().manual_seed(self.seed),
+                generator=torch.Generator().manual_seed(self.spec.seed),
                 example_input=_example_input(pl_module, batches[0]),
             )
             if self.method == "synflow" and context.example_input is None:
@@ -153,9 +126,9 @@ class PruneAtInitCallback(MaskingCallback):
                                  " LightningModule, or use batches whose first element is the input tensor.")
             schedule = synflow_exponential(self.density, self.iterations) if self.method == "synflow" else one_shot(
                 self.density)
-            return prune_iteratively(context, schedule, score=self.method, allocation=self.allocation,
-                                     layer_density=self._layer_density, keep_dense=self.keep_dense,
-                                     allow_layer_collapse=self.allow_layer_collapse)
+            return prune_iteratively(context, schedule, score=self.method, allocation=self.spec.allocation,
+                                     layer_density=self._layer_density, keep_dense=self.spec.keep_dense,
+                                     allow_layer_collapse=self.spec.allow_layer_collapse)
 
     def _loss(self, module: nn.Module, batch: Any) -> Tensor:
         out = module.training_step(batch, 0)  # type: ignore[operator]

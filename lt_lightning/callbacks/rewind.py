@@ -33,12 +33,22 @@ class RewindCallback(Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(step=str(self.step))
+        # Not keyed by ``step``: a resumed fit that spells the step otherwise ("1ep" for 10) still finds its snapshot;
+        # IMPCallback compares the steps they resolve to.
+        return "RewindCallback"
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        # Read now: IMPCallback extends the fit from on_fit_start on.
+        # Read now: IMPCallback extends the fit from on_fit_start on. A new fit starts without a snapshot (a resumed
+        # one gets its own back from the checkpoint, which Lightning loads after setup).
         self._length = TrainingLength.read(trainer)
+        self.snapshot = None
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        legacy = [k for k in checkpoint.get("callbacks", {}) if k.startswith("RewindCallback{")]
+        if legacy and self.state_key not in checkpoint["callbacks"]:  # written by lt-lightning 0.1
+            self.load_state_dict(checkpoint["callbacks"][legacy[0]])
 
     def resolve(self, trainer: pl.Trainer) -> int:
         """The rewind point in optimizer steps; ``ValueError`` if it is not inside one training."""

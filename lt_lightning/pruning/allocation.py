@@ -36,7 +36,7 @@ def register_allocation(name: str) -> Callable[[AllocationFn], AllocationFn]:
 
 def check_allocation(name: str) -> None:
     """Raise ``ValueError`` listing the known allocations if ``name`` is not one of them."""
-    if name not in ALLOCATIONS:
+    if not isinstance(name, str) or name not in ALLOCATIONS:
         raise ValueError(f"unknown allocation {name!r}; known allocations: {sorted(ALLOCATIONS)}.")
 
 

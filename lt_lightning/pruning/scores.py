@@ -67,7 +67,7 @@ def register_score(name: str) -> Callable[[ScoreFn], ScoreFn]:
 
 def check_score(name: str) -> None:
     """Raise ``ValueError`` listing the known scores if ``name`` is not one of them."""
-    if name not in SCORES:
+    if not isinstance(name, str) or name not in SCORES:
         raise ValueError(f"unknown score {name!r}; known scores: {sorted(SCORES)}.")
 
 

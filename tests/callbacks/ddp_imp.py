@@ -11,11 +11,11 @@ import lightning.pytorch as pl
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from conftest import digits_model  # noqa: E402
+from conftest import digits_model
 
-from lt_lightning import IMPCallback, RewindCallback  # noqa: E402
-from lt_lightning.pruning import register_score  # noqa: E402
-from lt_lightning.zoo import DigitsDataModule  # noqa: E402
+from lt_lightning import IMPCallback, RewindCallback
+from lt_lightning.pruning import register_score
+from lt_lightning.zoo import DigitsDataModule
 
 
 @register_score("rank_seeded")

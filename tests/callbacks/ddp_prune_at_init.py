@@ -12,12 +12,12 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from conftest import digits_model  # noqa: E402
+from conftest import digits_model
 
-from lt_lightning import PruneAtInitCallback  # noqa: E402
-from lt_lightning.masks import Masks  # noqa: E402
-from lt_lightning.pruning import ScoreContext, prune  # noqa: E402
-from lt_lightning.zoo import DigitsDataModule  # noqa: E402
+from lt_lightning import PruneAtInitCallback
+from lt_lightning.masks import Masks
+from lt_lightning.pruning import ScoreContext, prune
+from lt_lightning.zoo import DigitsDataModule
 
 
 class LocalSnip(pl.Callback):

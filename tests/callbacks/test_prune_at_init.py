@@ -8,10 +8,10 @@ import sys
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import digits_model, make_trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.nn import functional as F
 
-from conftest import digits_model, make_trainer
 from lt_lightning import IMPCallback, PruneAtInitCallback
 from lt_lightning.masks import Masks
 from lt_lightning.pruning import ScoreContext, erk_densities, prune

@@ -3,10 +3,10 @@
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import digits_model, make_trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import TensorDataset
 
-from conftest import digits_model, make_trainer
 from lt_lightning import IMPCallback, RewindCallback
 from lt_lightning.zoo import DigitsDataModule
 

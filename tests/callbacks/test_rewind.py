@@ -1,8 +1,8 @@
 import lightning.pytorch as pl
 import pytest
 import torch
-
 from conftest import digits_model, make_trainer
+
 from lt_lightning import RewindCallback
 from lt_lightning.zoo import Classifier
 

@@ -1,7 +1,7 @@
 import pytest
 
 pytest.importorskip("matplotlib")
-from lt_lightning.reporting.plots import plot_accuracy, plot_layer_density, plot_mask_overlap, write_plots  # noqa: E402
+from lt_lightning.reporting.plots import plot_accuracy, plot_layer_density, plot_mask_overlap, write_plots
 
 
 def imp_history(rounds=6, fraction=0.5):

@@ -2,9 +2,9 @@ import logging
 
 import lightning.pytorch as pl
 import pytest
+from conftest import digits_model, make_trainer
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
-from conftest import digits_model, make_trainer
 from lt_lightning import IMPCallback, RewindCallback
 
 

@@ -1,9 +1,9 @@
 """Loggers other than W&B get the round scalars too: a TensorBoard run read back from its event file."""
 
 import pytest
+from conftest import digits_model, make_trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from conftest import digits_model, make_trainer
 from lt_lightning import IMPCallback
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")

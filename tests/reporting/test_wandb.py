@@ -13,9 +13,9 @@ import zlib
 
 import lightning.pytorch as pl
 import pytest
+from conftest import digits_model, make_trainer
 from lightning.pytorch.loggers import CSVLogger
 
-from conftest import digits_model, make_trainer
 from lt_lightning import IMPCallback, RewindCallback
 from lt_lightning.reporting.summary import round_table
 from lt_lightning.reporting.wandb import log_round_to_wandb
