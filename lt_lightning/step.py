@@ -12,7 +12,7 @@ from typing import Union
 
 StepLike = Union[int, str, "Step"]
 
-# No spaces inside: "5 ep" or "5ep 3it" are refused rather than guessed at.
+# No spaces inside (around is fine): "5 ep" or "5ep 3it" are refused rather than guessed at.
 _PATTERN = re.compile(r"^(?:(\d+)ep)?(?:(\d+)it)?$")
 _FORMS = "a non-negative int (optimizer steps) or a string like '500it', '2ep' or '1ep50it'"
 
@@ -44,6 +44,7 @@ class Step:
                 raise ValueError(f"step={value!r} is negative; expected {_FORMS}.")
             return cls(iterations=value)
         if isinstance(value, str):
+            value = value.strip()
             match = _PATTERN.match(value)
             if value.isdigit():
                 return cls(iterations=int(value))

@@ -17,9 +17,10 @@ class RoundTimeline:
     >>> t = RoundTimeline(train_steps=100, rewind_step=20, rounds=2)
     >>> t.end(0), t.total_steps()
     (100, 260)
-    >>> t.virtual_step(130)       # round 1 started at global step 100, at step 20 of one training
+    >>> t.start_round(1, 100)     # round 1 starts at global step 100, at step 20 of one training
+    >>> t.virtual_step(130)
     50
-    >>> t.start_round(1, 100); t.start_round(2, 150)   # round 1 stopped early after 50 of its 80 steps
+    >>> t.start_round(2, 150)     # round 1 stopped early after 50 of its 80 steps
     >>> t.total_steps(), t.stopped_step(1)
     (230, 70)
     """

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lt_lightning.cli import main
+from lt_lightning.records import read_history
 
 CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "configs")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -29,8 +30,7 @@ def run_dir(tmp_path_factory):
 
 
 def _history(run_dir):
-    with open(os.path.join(run_dir, "imp_history.json")) as f:
-        return json.load(f)
+    return read_history(os.path.join(run_dir, "imp_history.json"))
 
 
 def test_fit_from_yaml_runs_the_configured_experiment(run_dir):

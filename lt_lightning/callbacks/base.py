@@ -124,7 +124,7 @@ class BaseMaskingCallback(Callback):
     def _mask_closure(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
         """LBFGS moves the weights and re-evaluates the loss several times inside one step: every evaluation starts
         from masked weights and hands back masked gradients, so the line search stays in the sparse network."""
-        closure = kwargs.get("closure", args[0] if args else None)
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)  # args[0] is the optimizer
         if closure is None or self._enforcer is None:
             return None
         enforcer = self._enforcer
@@ -136,7 +136,7 @@ class BaseMaskingCallback(Callback):
             enforcer.mask_grads_()
             return loss
 
-        return (), {**kwargs, "closure": masked_closure}
+        return args[:1], {**kwargs, "closure": masked_closure}
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -100,8 +100,8 @@ def rounds_to_target(
     """Fewest rounds of geometric pruning (``fraction`` a round, ``layer_fraction`` for named layers, ``dense`` never
     pruned) after which the density of all ``numels`` is at most ``target``; ``ValueError`` if it never gets there.
 
-    >>> rounds_to_target({"a": 100, "b": 100}, 0.5, 0.3, dense=["b"])
-    2
+    >>> rounds_to_target({"a": 100, "b": 100}, 0.5, 0.6, dense=["b"])   # 0.75, 0.625, 0.5625
+    3
     """
     layer_fraction = dict(layer_fraction or {})
     total = sum(numels.values())

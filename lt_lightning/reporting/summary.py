@@ -5,16 +5,14 @@ Pure Python: shared by the W&B table, the plots and ``lt-lightning report``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
-HISTORY_FILE = "imp_history.json"
-_REQUIRED = ("round", "density", "final", "best")
+from lt_lightning.records import HISTORY_FILE, RoundRecord, read_history
 
 
-def load_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+def load_history(run_dir: str | os.PathLike) -> list[RoundRecord]:
     """Read the ``imp_history.json`` that :class:`~lt_lightning.IMPCallback` writes in a run's log dir.
 
     Raises ``FileNotFoundError`` (listing the histories found below ``run_dir``, if any) or ``ValueError`` naming
@@ -29,18 +27,7 @@ def load_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
                        for d, _, files in os.walk(run_dir) if HISTORY_FILE in files)
         hint = f"; found it below: {found[:5]}, pass that folder" if found else ""
         raise FileNotFoundError(f"no IMP history in {run_dir!r}: expected {path!r}, written by IMPCallback{hint}.")
-    try:
-        with open(path) as f:
-            history = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path!r} is not readable JSON ({err}).") from err
-    if not isinstance(history, list) or not history:
-        raise ValueError(f"{path!r} holds no rounds: expected a non-empty list of round records.")
-    for i, record in enumerate(history):
-        missing = [k for k in _REQUIRED if not isinstance(record, dict) or k not in record]
-        if missing:
-            raise ValueError(f"{path!r}: round record {i} lacks {missing}; expected the keys {list(_REQUIRED)}.")
-    return history
+    return read_history(path)
 
 
 def metric_names(history: Sequence[dict[str, Any]]) -> list[str]:

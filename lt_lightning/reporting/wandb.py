@@ -8,6 +8,7 @@ WandbLogger is attached: it is an optional extra.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -60,7 +61,7 @@ def log_round_to_wandb(trainer: pl.Trainer, history: Sequence[dict[str, Any]], m
                 title=f"final {metric} vs. % of prunable weights remaining")
         run.log({**{_key(logger, k): v for k, v in views.items()}, "trainer/global_step": trainer.global_step})
         if record.get("ticket") and os.path.isfile(record["ticket"]):
-            artifact = wandb.Artifact(f"ticket-{run.id}", type="ticket", metadata=dict(record))
+            artifact = wandb.Artifact(f"ticket-{run.id}", type="ticket", metadata=json.loads(json.dumps(dict(record))))
             artifact.add_file(record["ticket"])
             run.log_artifact(artifact, aliases=[f"round-{record['round']:02d}", "latest"])
 

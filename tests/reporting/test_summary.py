@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from lt_lightning.records import RoundRecord
 from lt_lightning.reporting.summary import accuracy_metric, load_history, markdown_report, markdown_table, round_table
 
 HISTORY = [
@@ -21,7 +22,8 @@ def _write(path, content):
 
 def test_load_history_reads_the_callbacks_file(tmp_path):
     _write(tmp_path / "imp_history.json", HISTORY)
-    assert load_history(tmp_path) == HISTORY
+    assert load_history(tmp_path) == [RoundRecord.from_dict(h) for h in HISTORY]
+    assert [dict(r) for r in load_history(tmp_path)] == [{**RoundRecord(0, 0.0).to_dict(), **h} for h in HISTORY]
 
 
 @pytest.mark.parametrize(
@@ -30,7 +32,8 @@ def test_load_history_reads_the_callbacks_file(tmp_path):
         ("{not json", "is not readable JSON"),
         ([], "holds no rounds"),
         ({"round": 0}, "holds no rounds"),
-        ([{"round": 0, "density": 1.0, "final": {}}], r"round record 0 lacks \['best'\]"),
+        ([{"round": 0, "final": {}}], r"round record 0 lacks \['density'\]"),
+        ([{"round": 0, "density": 1.0, "acc": 0.5}], r"round record 0 .* has unknown keys \['acc'\]"),
     ],
 )
 def test_load_history_names_the_file_and_what_is_wrong(tmp_path, content, expected):

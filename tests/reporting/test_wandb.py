@@ -111,7 +111,7 @@ def test_offline_run_holds_round_metrics_table_plots_and_tickets(tmp_path, datam
     run_dir = os.path.dirname(run_file)
     with open(os.path.join(run_dir, "files", last["imp/rounds/path"])) as f:
         table = json.load(f)
-    columns, expected = round_table(json.loads(json.dumps(imp.history)))
+    columns, expected = round_table([r.to_dict() for r in imp.history])
     assert table["columns"] == columns
     assert len(table["data"]) == 3
     for got, want in zip(table["data"], expected):
@@ -129,7 +129,7 @@ def test_offline_run_holds_round_metrics_table_plots_and_tickets(tmp_path, datam
     assert [a.name for a in tickets] == [f"ticket-{logger.experiment.id}"] * 3
     for artifact, record in zip(tickets, imp.history):
         assert f"round-{record['round']:02d}" in artifact.aliases
-        assert json.loads(artifact.metadata) == json.loads(json.dumps(record))
+        assert json.loads(artifact.metadata) == record.to_dict()
         (entry,) = artifact.manifest.contents
         with open(record["ticket"], "rb") as f:
             content = f.read()

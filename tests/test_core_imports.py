@@ -1,0 +1,26 @@
+"""The torch-only core never imports lightning: usable from a plain PyTorch loop, testable alone."""
+
+import subprocess
+import sys
+
+import pytest
+
+CORE = ["lt_lightning", "lt_lightning.masks", "lt_lightning.step", "lt_lightning.state", "lt_lightning.ticket",
+        "lt_lightning.records", "lt_lightning.timeline", "lt_lightning.files", "lt_lightning.pruning",
+        "lt_lightning.pruning.spec", "lt_lightning.controls", "lt_lightning.analysis"]
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_module_does_not_import_lightning(module):
+    code = (f"import sys, {module}; bad = sorted(m for m in sys.modules if m.split('.')[0] in"
+            " ('lightning', 'pytorch_lightning', 'lightning_fabric')); print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, f"{module} imports {done.stdout.strip()} {done.stderr[-500:]}"
+
+
+def test_the_package_still_exports_the_callbacks():
+    import lt_lightning
+
+    assert lt_lightning.IMPCallback.__module__ == "lt_lightning.callbacks.imp"
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        lt_lightning.Nope  # noqa: B018
