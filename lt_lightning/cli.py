@@ -86,7 +86,7 @@ def lightning_cli(args: Sequence[str] | None = None) -> LTLightningCLI:
     """Run a LightningCLI sub-command (``fit``, ...) on ``args`` (default: the command line)."""
     return LTLightningCLI(
         pl.LightningModule,
-        pl.LightningDataModule,
+        None,  # any LightningDataModule by class path, or none: a module may bring its own dataloaders
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=None if args is None else list(args),

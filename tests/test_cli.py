@@ -169,3 +169,16 @@ def test_console_script_reports_errors_with_a_status(tmp_path):
     done = subprocess.run([script, "report", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.startswith("lt-lightning report: error: no IMP history") and "Traceback" not in done.stderr
+
+
+def test_fit_runs_a_module_that_brings_its_own_dataloaders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "own.yaml"
+    config.write_text(
+        "trainer:\n  max_steps: 8\n  logger: false\n  enable_checkpointing: false\n  enable_progress_bar: false\n"
+        "  callbacks:\n    - class_path: lt_lightning.IMPCallback\n      init_args: {rounds: 1, dirpath: out}\n"
+        "model:\n  class_path: own_loaders.OwnLoaders\n"
+    )
+    assert main(["fit", "--config", str(config)]) == 0
+    history = read_history(tmp_path / "out" / "imp_history.json")
+    assert [h.round for h in history] == [0, 1] and history[1].density == pytest.approx(0.8, abs=1e-2)
