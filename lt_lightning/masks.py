@@ -136,6 +136,10 @@ class Masks(Mapping[str, Tensor]):
         """Density of each masked parameter."""
         return {n: int(m.sum()) / m.numel() if m.numel() else 1.0 for n, m in self._data.items()}
 
+    def dense_like(self) -> Masks:
+        """All-kept masks over the same parameters and shapes."""
+        return Masks({n: torch.ones_like(m) for n, m in self._data.items()})
+
     def to(self, device: torch.device | str) -> Masks:
         return Masks({n: m.to(device) for n, m in self._data.items()})
 

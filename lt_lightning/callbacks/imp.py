@@ -42,6 +42,8 @@ from lt_lightning.timeline import RoundTimeline
 
 Reset = Literal["rewind", "lr_rewind", "finetune"]
 _RESETS = ("rewind", "lr_rewind", "finetune")
+#: Beside a run's tickets: the unpruned weights of the rewind point, as a dense ticket.
+REWIND_POINT_FILE = "rewind_point.pt"
 # Arguments a resumed fit must share with the checkpoint's run: the masks and rounds so far were made by them.
 _SAME_ON_RESUME = ("pruning_fraction", "reset", "score", "allocation", "layer_fractions", "keep_dense",
                    "allow_layer_collapse", "include", "exclude", "types", "seed")
@@ -474,9 +476,16 @@ class IMPCallback(BaseMaskingCallback):
         write_history(os.path.join(self._run_dir, HISTORY_FILE), self.history, run=self._run_id)
         if record.ticket is not None:
             assert self._rewind.snapshot is not None
+            # The unpruned rewind weights, once per run: controls that re-draw masks (shuffle_masks) need the
+            # weights that a ticket's pruned positions would have had.
+            rewind_point = os.path.join(os.path.dirname(record.ticket), REWIND_POINT_FILE)
+            if not os.path.isfile(rewind_point):
+                Ticket.from_state(self._rewind.snapshot.model, self.masks.dense_like(),
+                                  {"rewind_step": self.timeline.rewind_step, "run": self._run_id}).save(rewind_point)
             metadata = {k: v for k, v in record.to_dict().items() if k != "ticket"}
             metadata.update(rewind_step=self.timeline.rewind_step, pruning_fraction=self.pruning_fraction,
-                            reset=self.reset, score=self.spec.score, allocation=self.spec.allocation, run=self._run_id)
+                            reset=self.reset, score=self.spec.score, allocation=self.spec.allocation, run=self._run_id,
+                            rewind_point=REWIND_POINT_FILE)
             Ticket.from_state(self._rewind.snapshot.model, self.masks, metadata).save(record.ticket)
 
     # ------------------------------------------------------------------ checkpoints

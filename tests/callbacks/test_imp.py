@@ -103,6 +103,10 @@ def test_imp_rounds_densities_history_and_tickets(tmp_path, datamodule):
         expected = snapshot.model[name] * ticket.masks[name] if name in ticket.masks else snapshot.model[name]
         assert torch.equal(value, expected)
     assert ticket.metadata["round"] == 3 and ticket.metadata["rewind_step"] == 3
+    # Beside the tickets: the unpruned rewind point, once.
+    point = load_ticket(os.path.join(os.path.dirname(imp.history[0]["ticket"]), ticket.metadata["rewind_point"]))
+    assert point.masks.density() == 1.0
+    assert all(torch.equal(point.state_dict[k], v) for k, v in snapshot.model.items())
 
 
 def test_rewind_restores_weights_optimizer_and_schedule(tmp_path, datamodule):
