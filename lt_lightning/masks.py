@@ -14,8 +14,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-#: Module types whose ``weight`` is prunable by default: Linear and every ConvNd (transposed ones included).
-DEFAULT_TYPES: tuple[str, ...] = ("Linear", "_ConvNd")
+#: Module types whose weights are prunable by default: Linear, every ConvNd (transposed ones included), and the
+#: input projections of MultiheadAttention (Linear weights kept outside a Linear).
+DEFAULT_TYPES: tuple[str, ...] = ("Linear", "_ConvNd", "MultiheadAttention")
+
+# The weight attributes of a type other than ``weight``.
+_WEIGHT_NAMES = {"MultiheadAttention": ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")}
+# Parametrizations that map a zero of the stored tensor to a zero weight (they scale rows or the whole tensor):
+# pruning the stored tensor prunes the weight. Others (orthogonal, ...) mix entries, so masks would not hold.
+_SCALING_PARAMETRIZATIONS = {"_WeightNorm", "_SpectralNorm"}
+# Old-style weight_norm / spectral_norm keep the direction in a parameter beside a plain ``weight`` tensor.
+_HOOK_REPARAMETRIZED = ("weight_v", "weight_orig")
 
 _FORMAT = "lt-lightning-masks/1"
 
@@ -29,6 +38,45 @@ def _preview(names: Sequence[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
+def linear_like_weights(module: nn.Module, types: Sequence[str] = DEFAULT_TYPES) -> tuple[dict[int, str], list[str]]:
+    """The prunable tensors of ``types`` modules as ``{id(parameter): where}`` and notes on weights left dense.
+
+    A weight held through a parametrization that keeps zeros (``weight_norm``, ``spectral_norm``) is pruned through
+    the stored tensor shaped like it; any other parametrization is left dense, with a note saying how to include it.
+    """
+    found: dict[int, str] = {}
+    notes: list[str] = []
+    for prefix, sub in module.named_modules():
+        kinds = _type_names(sub)
+        if not kinds & set(types):
+            continue
+        where = f"{prefix}." if prefix else ""
+        attributes = next((names for kind, names in _WEIGHT_NAMES.items() if kind in kinds), ("weight",))
+        for attribute in attributes:
+            param = sub._parameters.get(attribute)
+            if isinstance(param, nn.Parameter):
+                found[id(param)] = where + attribute
+                continue
+            parametrized = getattr(sub, "parametrizations", None)
+            if parametrized is not None and attribute in parametrized:
+                chain = parametrized[attribute]
+                kinds_used = {type(p).__name__ for p in chain}
+                weight = getattr(sub, attribute)
+                stored = [(n, p) for n, p in chain.named_parameters() if p.shape == weight.shape]
+                if kinds_used <= _SCALING_PARAMETRIZATIONS and len(stored) == 1:
+                    found[id(stored[0][1])] = f"{where}parametrizations.{attribute}.{stored[0][0]}"
+                else:
+                    notes.append(f"{where}{attribute} is computed by the parametrization {sorted(kinds_used)}, whose"
+                                 " zeros need not stay zero: it is left dense (include=r'...' names its stored"
+                                 " tensors if pruning them is what you want)")
+                continue
+            for stored in _HOOK_REPARAMETRIZED:
+                if attribute == "weight" and isinstance(sub._parameters.get(stored), nn.Parameter):
+                    found[id(sub._parameters[stored])] = where + stored
+                    break
+    return found, notes
+
+
 def select_parameters(
     module: nn.Module,
     include: str | None = None,
@@ -37,9 +85,11 @@ def select_parameters(
 ) -> list[str]:
     """Names of the prunable parameters of ``module``, in ``named_parameters()`` order.
 
-    By default the ``weight`` of every module whose class (or a base class) is named in ``types``. ``include`` is a
-    regex searched in parameter names that *replaces* the type rule (any parameter may be chosen); ``exclude`` is a
-    regex that removes names from either rule.
+    By default the weights of every module whose class (or a base class) is named in ``types`` (see
+    :data:`DEFAULT_TYPES`; a weight under ``weight_norm``/``spectral_norm`` through its stored tensor). A weight
+    shared by several modules (a Linear head tied to an embedding) has one name, the first in
+    ``named_parameters()``. ``include`` is a regex searched in parameter names that *replaces* the type rule (any
+    parameter may be chosen); ``exclude`` is a regex that removes names from either rule.
 
     >>> net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
     >>> select_parameters(net)
@@ -47,19 +97,16 @@ def select_parameters(
     >>> select_parameters(net, exclude=r"^2\\.")
     ['0.weight']
     """
-    by_type = {
-        f"{prefix}.weight" if prefix else "weight"
-        for prefix, sub in module.named_modules()
-        if _type_names(sub) & set(types) and isinstance(getattr(sub, "weight", None), nn.Parameter)
-    }
-    all_names = [name for name, _ in module.named_parameters()]
+    chosen, _ = linear_like_weights(module, types)
+    named = list(module.named_parameters())
+    all_names = [name for name, _ in named]
     if include is not None:
         pattern = re.compile(include)
         names = [n for n in all_names if pattern.search(n)]
         if not names:
             raise ValueError(f"include={include!r} matches no parameter; parameters are: {_preview(all_names)}.")
     else:
-        names = [n for n in all_names if n in by_type]
+        names = [n for n, p in named if id(p) in chosen]
     if exclude is not None:
         pattern = re.compile(exclude)
         if not any(pattern.search(n) for n in names):
@@ -71,6 +118,22 @@ def select_parameters(
             f" exclude={exclude!r}); parameters are: {_preview(all_names)}."
         )
     return names
+
+
+def selection_notes(module: nn.Module, names: Sequence[str], types: Sequence[str] = DEFAULT_TYPES) -> list[str]:
+    """What a user should know about the prunable weights chosen: tied weights and Linear-like weights left dense.
+
+    >>> emb = nn.Embedding(10, 4); head = nn.Linear(4, 10, bias=False); head.weight = emb.weight
+    >>> selection_notes(nn.ModuleDict({"emb": emb, "head": head}), ["emb.weight"])
+    ["head.weight is the same tensor as emb.weight (tied): it is pruned as 'emb.weight', in both places"]
+    """
+    chosen, notes = linear_like_weights(module, types)
+    canonical = {id(p): n for n, p in module.named_parameters()}
+    for ident, where in chosen.items():
+        if canonical.get(ident) not in (where, None) and canonical[ident] in names:
+            notes.append(f"{where} is the same tensor as {canonical[ident]} (tied): it is pruned as"
+                         f" {canonical[ident]!r}, in both places")
+    return notes
 
 
 class Masks(Mapping[str, Tensor]):

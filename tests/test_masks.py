@@ -97,3 +97,48 @@ def test_enforcer_zeroes_weights_and_grads(dtype):
         assert (params[name][~mask] == 0).all() and (params[name].grad[~mask] == 0).all()
         assert (params[name].grad[mask] == 1).all()
     assert (params["fc.bias"].grad == 1).all()
+
+
+def test_linear_weights_tied_parametrized_and_in_attention_are_prunable():
+    from torch.nn.utils import parametrizations, parametrize
+
+    from lt_lightning.masks import selection_notes
+
+    class Orthogonalish(nn.Module):
+        def forward(self, x):
+            return x - x.mean()
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 8)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.normed = parametrizations.weight_norm(nn.Linear(8, 8))
+            self.spectral = parametrizations.spectral_norm(nn.Linear(8, 8))
+            self.mixed = nn.Linear(8, 8)
+            parametrize.register_parametrization(self.mixed, "weight", Orthogonalish())
+            self.head = nn.Linear(8, 10, bias=False)
+            self.head.weight = self.emb.weight  # tied
+
+    net = Net()
+    names = select_parameters(net)
+    assert names == ["emb.weight", "attn.in_proj_weight", "attn.out_proj.weight",
+                     "normed.parametrizations.weight.original1", "spectral.parametrizations.weight.original"]
+    notes = selection_notes(net, names)
+    assert any("head.weight is the same tensor as emb.weight (tied)" in n for n in notes)
+    assert any(n.startswith("mixed.weight is computed by the parametrization ['Orthogonalish']") for n in notes)
+    # Zeros of the stored tensors are zeros of the weights the layers use.
+    masks = Masks({n: torch.rand_like(p) > 0.5 for n, p in net.named_parameters() if n in names})
+    masks.apply_(net)
+    assert bool((net.normed.weight[~masks["normed.parametrizations.weight.original1"]] == 0).all())
+    assert bool((net.spectral.weight[~masks["spectral.parametrizations.weight.original"]] == 0).all())
+    assert bool((net.head.weight[~masks["emb.weight"]] == 0).all())
+
+
+def test_old_style_weight_norm_prunes_the_direction():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        layer = torch.nn.utils.weight_norm(nn.Linear(4, 3))
+    assert select_parameters(nn.Sequential(layer)) == ["0.weight_v"]

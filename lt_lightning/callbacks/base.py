@@ -13,17 +13,18 @@ zeroed for clipping, masks in checkpoints. A method overrides:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from typing_extensions import override
 
 from lt_lightning.callbacks._trainer import check_strategy, log_metrics
-from lt_lightning.masks import MaskEnforcer, Masks
+from lt_lightning.masks import MaskEnforcer, Masks, selection_notes
 
 T = TypeVar("T")
 
@@ -197,10 +198,13 @@ def on_rank_zero(trainer: pl.Trainer, who: str, compute: Callable[[], T]) -> T |
     return result
 
 
-def prunable_summary(pl_module: pl.LightningModule, names: list[str]) -> str:
-    """One line saying what densities count: the prunable tensors and their share of all parameters."""
+def announce_prunable(pl_module: pl.LightningModule, names: list[str], types: Sequence[str]) -> None:
+    """Say once what densities count (the prunable tensors and their share of all parameters), and warn about
+    Linear-like weights left dense or tied to others."""
     params = dict(pl_module.named_parameters())
     total = sum(p.numel() for p in params.values())
     prunable = sum(params[n].numel() for n in names)
-    return (f"lt-lightning: {len(names)} prunable tensors, {prunable:,} of {total:,} parameters"
-            f" ({prunable / max(total, 1):.1%}); densities count these only.")
+    rank_zero_info(f"lt-lightning: {len(names)} prunable tensors, {prunable:,} of {total:,} parameters"
+                   f" ({prunable / max(total, 1):.1%}); densities count these only.")
+    for note in selection_notes(pl_module, names, types):
+        rank_zero_warn(f"lt-lightning: {note}.")

@@ -26,7 +26,7 @@ from typing_extensions import override
 
 from lt_lightning.callbacks import _trainer as lt_trainer
 from lt_lightning.callbacks._trainer import TrainingLength, log_metrics, run_dir, schedulers, steps_per_epoch
-from lt_lightning.callbacks.base import BaseMaskingCallback, prunable_summary
+from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable
 from lt_lightning.callbacks.rewind import RewindCallback
 from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext, geometric
@@ -218,7 +218,7 @@ class IMPCallback(BaseMaskingCallback):
         names, by_pattern = self.spec.resolve(pl_module)
         self._layer_fraction = by_pattern
         self._names = names
-        rank_zero_info(prunable_summary(pl_module, names))
+        announce_prunable(pl_module, names, self.spec.types)
         if self.target_density is not None:
             params = dict(pl_module.named_parameters())
             needed = rounds_to_target({n: params[n].numel() for n in names}, self.pruning_fraction,

@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lt_lightning.callbacks.base import BaseMaskingCallback, prunable_summary
+from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable
 from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext, check_density, prune_iteratively
 from lt_lightning.pruning.schedule import one_shot, synflow_exponential
@@ -92,7 +92,7 @@ class PruneAtInitCallback(BaseMaskingCallback):
                              " optimization steps the optimizer itself: use automatic optimization, or a data-free"
                              " method ('synflow', 'magnitude', 'random').")
         self._names, self._layer_density = self.spec.resolve(pl_module)
-        rank_zero_info(prunable_summary(pl_module, self._names))
+        announce_prunable(pl_module, self._names, self.spec.types)
 
     @override
     def initial_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Masks:
@@ -155,13 +155,20 @@ def _draw(trainer: pl.Trainer, count: int) -> list[Any]:
     return batches
 
 
-def _example_input(pl_module: pl.LightningModule, batch: Any) -> Tensor | tuple[Tensor, ...] | None:
-    """One input of the module: its ``example_input_array``, else the first element of a training batch."""
+def _example_input(pl_module: pl.LightningModule, batch: Any) -> Tensor | tuple[Tensor, ...] | dict[str, Tensor] | None:
+    """One input of the module: its ``example_input_array``, else a training batch that is itself the input (a
+    tensor, token ids included, or a dict of keyword inputs), else the first element of a ``(input, target)``
+    batch."""
     example = pl_module.example_input_array
-    if example is None and isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
-        example = batch[0]
+    if example is None:
+        if isinstance(batch, (Tensor, Mapping)):
+            example = batch
+        elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
+            example = batch[0]
     if isinstance(example, Tensor):
         return example.to(pl_module.device)
+    if isinstance(example, Mapping) and all(isinstance(x, Tensor) for x in example.values()):
+        return {k: x.to(pl_module.device) for k, x in example.items()}
     if isinstance(example, (tuple, list)) and all(isinstance(x, Tensor) for x in example):
         return tuple(x.to(pl_module.device) for x in example)
     return None

@@ -95,9 +95,38 @@ def prune(
         new.update(ALLOCATIONS[allocation]({n: scores[n] for n in rest}, Masks({n: masks[n] for n in rest}), density))
     for name, value in explicit.items():
         new.update(layerwise({name: scores[name]}, Masks({name: masks[name]}), value))
+    _break_ties_at_random(new, scores, masks, context.generator)
     if not allow_layer_collapse:
         _keep_layers_alive(new, scores, masks, rest, min_kept)
     return Masks({n: new[n] for n in masks})
+
+
+class TiedScoresWarning(UserWarning):
+    """A layer's scores were all equal, so which of its weights are kept was drawn at random."""
+
+
+def _break_ties_at_random(
+    new: dict[str, Tensor], scores: Mapping[str, Tensor], before: Masks, generator: torch.Generator | None
+) -> None:
+    """A layer whose remaining weights all score the same (a zero-initialised head, say) would otherwise keep its
+    first weights in index order, a structured pattern no score chose: keep as many, drawn at random (seeded)."""
+    tied = []
+    for name, mask in new.items():
+        alive = before[name].to(mask.device)
+        kept, total = int(mask.sum()), int(alive.sum())
+        values = scores[name][alive]
+        if 0 < kept < total and bool((values == values[0]).all()):
+            order = torch.rand(total, generator=generator if generator is not None else torch.Generator().manual_seed(0))
+            chosen = torch.zeros(total, dtype=torch.bool)
+            chosen[order.argsort()[:kept]] = True
+            redrawn = torch.zeros_like(mask)
+            redrawn[alive] = chosen.to(mask.device)
+            new[name] = redrawn
+            tied.append(name)
+    if tied:
+        warnings.warn(f"the scores of {tied} are all equal (e.g. zero-initialised weights), so they cannot say which"
+                      " weights to keep: each keeps the number its allocation gave it, drawn at random (seeded by"
+                      " the pruning seed) rather than in index order.", TiedScoresWarning, stacklevel=3)
 
 
 def prune_iteratively(context: ScoreContext, densities: Sequence[float], **kwargs: object) -> Masks:

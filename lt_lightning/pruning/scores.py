@@ -32,7 +32,7 @@ class ScoreContext:
     batches: Iterable[Any] | None = None
     loss_fn: Callable[[nn.Module, Any], Tensor] | None = None
     generator: torch.Generator | None = None
-    example_input: Tensor | tuple[Tensor, ...] | None = None
+    example_input: Tensor | tuple[Tensor, ...] | Mapping[str, Tensor] | None = None
 
     def parameters(self) -> dict[str, nn.Parameter]:
         """The masked parameters, by name."""
@@ -147,7 +147,15 @@ def grasp(context: ScoreContext) -> dict[str, Tensor]:
                                     allow_unused=True)
         flow = [(g * d).sum() for g, d in zip(grad, grads) if d is not None and d.requires_grad]
         if flow:  # else the loss is linear in the weights: H = 0
-            for total, part in zip(hg, torch.autograd.grad(sum(flow), list(weights.values()), allow_unused=True)):
+            try:
+                second = torch.autograd.grad(sum(flow), list(weights.values()), allow_unused=True)
+            except RuntimeError as err:
+                if "derivative for" not in str(err):
+                    raise
+                raise ValueError(f"GraSP needs second derivatives (Hessian-gradient products), but"
+                                 f" {_layer_of(context, weights, batch, str(err))} has none in this PyTorch ({err})."
+                                 " Use a score without them: 'snip', 'synflow', 'magnitude' or 'random'.") from err
+            for total, part in zip(hg, second):
                 if part is not None:
                     total += part
     return {name: w.detach() * h for (name, w), h in zip(weights.items(), hg)}
@@ -174,18 +182,58 @@ def synflow(context: ScoreContext) -> dict[str, Tensor]:
         raise ValueError("SynFlow needs the shape of one input (it feeds ones of that shape, no data): pass"
                          " ScoreContext(example_input=...).")
     module = context.module
-    inputs = context.example_input if isinstance(context.example_input, (tuple, list)) else (context.example_input,)
+    inputs = context.example_input if isinstance(context.example_input, (tuple, list, Mapping)) else (
+        context.example_input,)
     masked = _masked_weights(context, dtype=torch.float64, transform=torch.abs)
     state = {name: t.detach().abs().double() if t.is_floating_point() else t
              for name, t in [*module.named_parameters(), *module.named_buffers()]}
     state.update(masked)
-    ones = tuple(torch.ones((1, *x.shape[1:]), dtype=torch.float64, device=x.device) for x in inputs)
+    # Ones in the input's own dtype for integer inputs (token ids: token 1 everywhere), float64 for the others.
+    def ones_like(x: Tensor) -> Tensor:
+        dtype = torch.float64 if x.is_floating_point() else x.dtype
+        return torch.ones((1, *x.shape[1:]), dtype=dtype, device=x.device)
+
+    if isinstance(context.example_input, Mapping):
+        args, kwargs = (), {k: ones_like(v) for k, v in context.example_input.items()}
+    else:
+        args, kwargs = tuple(ones_like(x) for x in inputs), {}
     with _eval_mode(module):
-        outputs = functional_call(module, state, ones)
+        outputs = functional_call(module, state, args, kwargs)
     total = sum(out.sum() for out in (outputs if isinstance(outputs, (tuple, list)) else (outputs,)))
     grads = torch.autograd.grad(total, list(masked.values()), allow_unused=True)
     return {name: (w.detach() * (g if g is not None else torch.zeros_like(w))).abs()
             for (name, w), g in zip(masked.items(), grads)}
+
+
+def _layer_of(context: ScoreContext, weights: Mapping[str, Tensor], batch: Any, error: str) -> str:
+    """The module whose forward made the autograd node named in ``error`` ("derivative for aten::OP is not
+    implemented"): forward hooks fire innermost first, so each claims the nodes its output adds to the graph."""
+    op = error.split("aten::")[-1].split()[0].replace("_", "").lower() if "aten::" in error else ""
+    claimed: dict[Any, str] = {}
+
+    def claim(module_name: str, output: Any) -> None:
+        stack = [t.grad_fn for t in (output if isinstance(output, (tuple, list)) else (output,))
+                 if isinstance(t, Tensor) and t.grad_fn is not None]
+        while stack:
+            node = stack.pop()
+            if node is None or node in claimed:
+                continue
+            claimed[node] = module_name
+            stack.extend(parent for parent, _ in node.next_functions)
+
+    handles = [m.register_forward_hook(lambda mod, args, out, n=n: claim(n, out))
+               for n, m in context.module.named_modules() if n]
+    try:
+        with torch.enable_grad():
+            _loss(context, weights, batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for node, module_name in claimed.items():
+        if op and type(node).__name__.lower().replace("backward0", "").replace("backward", "") in op:
+            layer = context.module.get_submodule(module_name)
+            return f"layer {module_name!r} ({type(layer).__name__})"
+    return "an operation of the model" + (f" ({op})" if op else "")
 
 
 def _training_data(context: ScoreContext, method: str) -> list[Any]:

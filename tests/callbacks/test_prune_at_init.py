@@ -216,3 +216,14 @@ def test_imp_takes_the_same_names_keep_dense_and_the_guard(tmp_path, datamodule)
         IMPCallback(score="snip")
     with pytest.raises(ValueError, match=r"keep_dense='\[' is not a valid regex"):
         IMPCallback(keep_dense="[")
+
+
+def test_synflow_input_from_a_batch_that_is_itself_the_input():
+    from lt_lightning.callbacks.prune_at_init import _example_input
+
+    model = digits_model()
+    ids = torch.randint(0, 10, (4, 6))
+    assert _example_input(model, ids) is not None and torch.equal(_example_input(model, ids), ids)
+    assert torch.equal(_example_input(model, {"input_ids": ids})["input_ids"], ids)
+    x = torch.randn(3, 64)
+    assert torch.equal(_example_input(model, (x, torch.zeros(3))), x)

@@ -116,3 +116,21 @@ def test_iterative_synflow_avoids_layer_collapse_on_its_own():
         naive = prune(context, 0.001, allow_layer_collapse=True)
     assert masks.kept() == naive.kept() == round(0.001 * context.masks.numel())
     assert all(int(m.sum()) > 0 for m in masks.values()) and int(naive["2.weight"].sum()) == 0
+
+
+def test_a_layer_whose_scores_all_tie_keeps_weights_drawn_at_random():
+    from lt_lightning.pruning.prune import TiedScoresWarning
+
+    net = nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 10))
+    with torch.no_grad():
+        net[1].weight.zero_()  # torchvision zero-initialises heads: every magnitude is 0
+    names = ["0.weight", "1.weight"]
+    kept = []
+    for seed in (0, 0, 1):
+        context = ScoreContext(net, Masks.dense(net, names), generator=torch.Generator().manual_seed(seed))
+        with pytest.warns(TiedScoresWarning, match=r"scores of \['1.weight'\] are all equal"):
+            masks = prune(context, 0.5, allocation="layerwise")
+        assert int(masks["1.weight"].sum()) == 50
+        kept.append(masks["1.weight"])
+    assert not bool(kept[0].flatten()[:50].all())  # not the first 50 in index order
+    assert torch.equal(kept[0], kept[1]) and not torch.equal(kept[0], kept[2])  # seeded

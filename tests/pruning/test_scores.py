@@ -161,3 +161,31 @@ def test_unknown_score_lists_the_known_ones():
     lin = nn.Linear(2, 2)
     with pytest.raises(ValueError, match=r"unknown score 'snipp'; known scores: \[.*'grasp'.*'snip', 'synflow'\]"):
         prune(ScoreContext(lin, Masks.dense(lin, ["weight"])), 0.5, score="snipp")
+
+
+def test_grasp_names_the_layer_without_second_derivatives():
+    net = nn.Sequential(nn.Linear(4, 8), nn.Hardsigmoid(), nn.Linear(8, 2))
+    batch = (torch.randn(5, 4), torch.randint(0, 2, (5,)))
+    loss = lambda module, b: nn.functional.cross_entropy(module(b[0]), b[1])  # noqa: E731
+    context = ScoreContext(net, Masks.dense(net, ["0.weight", "2.weight"]), [batch], loss)
+    with pytest.raises(ValueError, match=r"GraSP needs second derivatives .* layer '1' \(Hardsigmoid\) has none.*'snip'"):
+        compute_scores("grasp", context)
+
+
+def test_synflow_takes_token_inputs_and_keyword_inputs():
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 8)
+            self.fc = nn.Linear(8, 8)
+            self.out = nn.Linear(8, 3)
+
+        def forward(self, input_ids):
+            return self.out(torch.relu(self.fc(self.emb(input_ids)))).mean(1)
+
+    net = Tokens()
+    masks = Masks.dense(net, ["fc.weight", "out.weight"])
+    ids = torch.randint(0, 20, (4, 6))
+    for example in (ids, {"input_ids": ids}):
+        scores = compute_scores("synflow", ScoreContext(net, masks, example_input=example))
+        assert set(scores) == {"fc.weight", "out.weight"} and all(bool((s > 0).any()) for s in scores.values())
