@@ -10,6 +10,7 @@ Private internals used (checked against lightning 2.4 to 2.6):
   before the loops act on it, so that it can end a round instead of the experiment;
 - ``epoch_loop.batch_progress.is_last_batch``: Lightning validates at an epoch's last batch itself;
 - ``Timer._duration``: a time limit would stop the experiment mid-round;
+- ``_MultiProcessingLauncher``: under ddp_spawn the launching process gets rank zero's results through a file;
 - the documented ``-1`` return of ``LightningModule.on_train_batch_start`` (end the epoch now), installed on the
   module instance for the fit.
 """
@@ -199,3 +200,11 @@ def check_no_time_limit(trainer: pl.Trainer, who: str) -> None:
             raise ValueError(f"{who} cannot run with a time limit (Trainer(max_time=...) or a Timer callback): it"
                              " would stop the experiment in the middle of a round. Limit one training with"
                              " max_epochs or max_steps, and the experiment with rounds or target_density.")
+
+
+def runs_in_launched_processes(trainer: pl.Trainer) -> bool:
+    """Whether the fit runs in processes started for it (``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``): what they
+    end with does not reach the launching process's objects."""
+    from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+    return isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)

@@ -13,6 +13,9 @@ zeroed for clipping, masks in checkpoints. A method overrides:
 
 from __future__ import annotations
 
+import os
+import tempfile
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -23,7 +26,8 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from typing_extensions import override
 
-from lt_lightning.callbacks._trainer import check_strategy, log_metrics
+from lt_lightning.callbacks._trainer import check_strategy, log_metrics, runs_in_launched_processes
+from lt_lightning.files import atomic_torch_save
 from lt_lightning.masks import MaskEnforcer, Masks, selection_notes
 
 T = TypeVar("T")
@@ -54,10 +58,31 @@ class BaseMaskingCallback(Callback):
     """
 
     def __init__(self) -> None:
-        self.masks: Masks | None = None
+        self._masks: Masks | None = None
         self._enforcer: MaskEnforcer | None = None
         self._hooks: list[Any] = []
         self._mask_grads = False
+        # Under ddp_spawn the fit runs in other processes, on copies of this object: rank zero leaves its final
+        # state in this file, and the launching process takes it on the first look at the results.
+        self._ran_here = False
+        self._results_file = os.path.join(tempfile.gettempdir(), f"lt-lightning-{uuid.uuid4().hex}.pt")
+
+    @property
+    def masks(self) -> Masks | None:
+        """The masks in force (parameter name -> bool tensor), ``None`` before the fit gives them."""
+        self._adopt_spawned_results()
+        return self._masks
+
+    @masks.setter
+    def masks(self, masks: Masks | None) -> None:
+        self._masks = masks
+
+    def _adopt_spawned_results(self) -> None:
+        if not self._ran_here and os.path.isfile(self._results_file):
+            state = torch.load(self._results_file, map_location="cpu", weights_only=False)
+            os.remove(self._results_file)
+            self._ran_here = True
+            self.load_state_dict(state)
 
     @property
     @override
@@ -80,6 +105,7 @@ class BaseMaskingCallback(Callback):
     # ------------------------------------------------------------------ hooks
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._ran_here = True
         check_strategy(trainer, type(self).__name__)
         others = [type(c).__name__ for c in trainer.callbacks if isinstance(c, BaseMaskingCallback) and c is not self]
         if others:
@@ -142,6 +168,11 @@ class BaseMaskingCallback(Callback):
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._remove_hooks()
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit" and trainer.is_global_zero and runs_in_launched_processes(trainer):
+            atomic_torch_save(self.state_dict(), self._results_file)
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

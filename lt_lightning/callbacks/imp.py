@@ -160,6 +160,16 @@ class IMPCallback(BaseMaskingCallback):
         self._step_at_epoch_start = 0
         self._names: list[str] = []
 
+    @property
+    def history(self) -> list[RoundRecord]:
+        """One record per finished round (also in ``imp_history.json``)."""
+        self._adopt_spawned_results()
+        return self._history
+
+    @history.setter
+    def history(self, history: list[RoundRecord]) -> None:
+        self._history = history
+
     def _config(self) -> dict[str, Any]:
         return {"pruning_fraction": self.pruning_fraction, "reset": self.reset, "score": self.spec.score,
                 "allocation": self.spec.allocation, "layer_fractions": dict(self.spec.layer_density),

@@ -29,7 +29,7 @@ def test_ddp_masks_identical_on_all_ranks(tmp_path):
     # 1348 digits / 2 ranks / batch 32 = 22 steps per epoch; rounds of 44, then 41 steps after rewinding to 3.
     assert ranks[0]["global_step"] == 44 + 2 * 41
     # Only rank zero writes the history and tickets.
-    assert sorted(os.listdir(tmp_path / "tickets")) == ["round_00.pt", "round_01.pt", "round_02.pt"]
+    assert sorted(os.listdir(tmp_path / "tickets")) == ["rewind_point.pt", "round_00.pt", "round_01.pt", "round_02.pt"]
 
 
 class _Trainer:
@@ -43,3 +43,22 @@ class _Trainer:
 def test_sharded_strategies_are_refused_with_the_supported_list(strategy):
     with pytest.raises(ValueError, match=f"does not support strategy {type(strategy).__name__}; supported: single"):
         check_strategy(_Trainer(strategy), "IMPCallback")
+
+
+def test_ddp_spawn_results_reach_the_launching_process(tmp_path):
+    from lt_lightning import load_ticket
+    from lt_lightning.records import read_history
+
+    script = os.path.join(os.path.dirname(__file__), "ddp_spawn_imp.py")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, script, str(tmp_path)], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    launcher = torch.load(tmp_path / "launcher.pt", weights_only=False)
+    masks = Masks.unpack(launcher["masks"])
+    assert masks == load_ticket(tmp_path / "tickets" / "round_02.pt").masks
+    assert masks.density() == pytest.approx(0.25, abs=1e-3)
+    on_disk = [r.to_dict() for r in read_history(tmp_path / "imp_history.json")]
+    assert launcher["history"] == on_disk and len(on_disk) == 3
+    for name, mask in masks.items():  # the launching process's model came back sparse
+        assert bool((launcher["state_dict"][name][~mask] == 0).all())
