@@ -23,6 +23,7 @@ ratios.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -33,7 +34,7 @@ from lt_lightning.masks import Masks
 from lt_lightning.pruning.allocation import _counts, smart_ratio_densities
 from lt_lightning.ticket import Ticket
 
-__all__ = ["CONTROLS", "NEEDS_INIT", "ControlFn", "make_control", "register_control"]
+__all__ = ["CONTROLS", "NEEDS_INIT", "NEEDS_REWIND_POINT", "ControlFn", "init_file", "make_control", "register_control"]
 
 
 class ControlFn(Protocol):
@@ -46,10 +47,17 @@ CONTROLS: dict[str, ControlFn] = {}
 #: Names of the controls that draw new weights from ``init``: :func:`make_control` refuses them without it.
 NEEDS_INIT: set[str] = set()
 
+#: Names of the controls whose ``init`` is the unpruned weights of the ticket's rewind point, not a fresh
+#: initialization (see :func:`init_file`).
+NEEDS_REWIND_POINT: set[str] = set()
 
-def register_control(name: str, *, needs_init: bool = False) -> Callable[[ControlFn], ControlFn]:
+
+def register_control(
+    name: str, *, needs_init: bool = False, needs_rewind_point: bool = False
+) -> Callable[[ControlFn], ControlFn]:
     """Register ``fn(ticket, *, init, generator) -> Ticket`` under ``name``; use as a decorator. ``needs_init=True``
-    declares that the control takes weights from ``init``.
+    declares that the control takes weights from ``init``; ``needs_rewind_point=True`` that ``init`` must be the
+    unpruned rewind-point weights (it implies ``needs_init``).
 
     >>> @register_control("negate")
     ... def _negate(ticket, *, init, generator):
@@ -63,8 +71,10 @@ def register_control(name: str, *, needs_init: bool = False) -> Callable[[Contro
         if name in CONTROLS:
             raise ValueError(f"a control named {name!r} is already registered.")
         CONTROLS[name] = fn
-        if needs_init:
+        if needs_init or needs_rewind_point:
             NEEDS_INIT.add(name)
+        if needs_rewind_point:
+            NEEDS_REWIND_POINT.add(name)
         return fn
 
     return decorator
@@ -103,6 +113,42 @@ def make_control(name: str, ticket: Ticket, *, seed: int, init: Mapping[str, Ten
                                               "control": name, "control_seed": seed})
 
 
+def init_file(name: str, ticket: Ticket, path: str | os.PathLike) -> str | None:
+    """Where control ``name`` of the ticket read from ``path`` takes ``init`` from: the rewind point's file for the
+    controls in :data:`NEEDS_REWIND_POINT`, ``None`` for the module's own fresh initialization.
+
+    IMPCallback writes the unpruned rewind weights beside its tickets as a dense ticket and names it, relative to the
+    ticket's folder, in each ticket's ``metadata["rewind_point"]``. A ticket without one that was rewound to step 0
+    (an lt-lightning 0.1 ticket) gets ``None``: a fresh draw of the module's initializer has the distribution of its
+    pruned weights. Any other ticket has no weights for the positions such a control newly keeps: ``ValueError``.
+
+    >>> init_file("reinit", Ticket(Masks({"w": torch.ones(2)}), {"w": torch.ones(2)}), "round_01.pt") is None
+    True
+    >>> ticket = Ticket(Masks({"w": torch.ones(2)}), {"w": torch.ones(2)}, {"rewind_point": "rewind_point.pt"})
+    >>> init_file("shuffle_masks", ticket, "/nowhere/round_01.pt")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: control 'shuffle_masks' takes the unpruned weights ... there is no file '/nowhere/rewind_point.pt'...
+    """
+    if name not in NEEDS_REWIND_POINT:
+        return None
+    path = os.fspath(path)
+    point = ticket.metadata.get("rewind_point")
+    if point:
+        file = os.path.join(os.path.dirname(path), point)
+        if not os.path.isfile(file):
+            raise ValueError(f"control {name!r} takes the unpruned weights of the ticket's rewind point: {path!r}"
+                             f" names {point!r}, but there is no file {file!r}; keep it beside the ticket.")
+        return file
+    if ticket.metadata.get("rewind_step") == 0:
+        return None
+    raise ValueError(
+        f"control {name!r} needs weights for the positions it newly keeps, and the ticket {path!r} has none: it names"
+        f" no rewind point (metadata 'rewind_point', written by IMPCallback since lt-lightning 0.2) and was rewound to"
+        f" step {ticket.metadata.get('rewind_step', 'unknown')!s}, not to the initialization. Save the unpruned"
+        " rewind weights as a dense ticket beside it and name that file in its metadata['rewind_point']."
+    )
+
+
 @register_control("reinit", needs_init=True)
 def reinit(ticket: Ticket, *, init: Mapping[str, Tensor] | None, generator: torch.Generator) -> Ticket:
     """The ticket's masks on new weights (Frankle & Carbin 2019): every entry of the state_dict (biases, norms and
@@ -110,7 +156,7 @@ def reinit(ticket: Ticket, *, init: Mapping[str, Tensor] | None, generator: torc
     return _build(ticket.masks, _like(_need(init), ticket.state_dict))
 
 
-@register_control("shuffle_masks", needs_init=True)
+@register_control("shuffle_masks", needs_rewind_point=True)
 def shuffle_masks(ticket: Ticket, *, init: Mapping[str, Tensor] | None, generator: torch.Generator) -> Ticket:
     """Each layer's mask randomly permuted (the same number of weights kept per layer), on the ticket's weights: the
     "random rearrangement" of Su et al. 2020. Entries without a mask (biases, buffers) are the ticket's.

@@ -1,41 +1,92 @@
-"""MaskingCallback: train a ticket sparsely, its masks kept fixed through training, in checkpoints and across ranks."""
+"""MaskingCallback: train a ticket, or one of its controls, sparsely: masks kept fixed through training, in
+checkpoints and across ranks."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from typing_extensions import override
 
 from lt_lightning.callbacks.base import BaseMaskingCallback
+from lt_lightning.controls import CONTROLS, init_file, make_control
 from lt_lightning.masks import Masks
 from lt_lightning.ticket import load_ticket
 
 
 class MaskingCallback(BaseMaskingCallback):
     """Train the ticket at ``ticket``: its weights (or, with ``ticket_weights=False``, the module's own) with its
-    masks kept for the whole fit.
+    masks kept for the whole fit; or, with ``control``, the control of that name drawn with ``seed``
+    (:mod:`lt_lightning.controls`: ``reinit``, ``shuffle_masks``, ``shuffle_weights``, ``keep_signs``,
+    ``random_ticket``, ``random_ticket_layerwise``, or any registered one).
 
     The ticket is loaded once the module is built (``on_fit_start``: layers made in ``setup()`` or
-    ``configure_model()`` included); a resumed fit keeps the checkpoint's weights and masks instead.
+    ``configure_model()`` included); a resumed fit keeps the checkpoint's weights and masks instead. Controls that
+    draw new weights take them from the module as it is given to the fit, i.e. from its own initializer: seed that
+    (``seed_everything``) to draw another one. ``shuffle_masks`` takes the weights of the positions it newly keeps
+    from the unpruned rewind point that IMPCallback writes beside its tickets (``metadata["rewind_point"]``).
+
+    The applied ticket's metadata (with ``control`` and ``control_seed``) is :attr:`ticket_metadata`; the loggers
+    get the ticket, control and seed as hyperparameters.
+
+    >>> MaskingCallback(ticket="tickets/round_05.pt", control="shufle_masks")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: control='shufle_masks' is not allowed; expected None or one of ['keep_signs', 'random_ticket', ...
 
     Args:
         ticket: path of a ticket file.
         ticket_weights: load the ticket's weights too (``False``: keep the module's own initialization and only
-            apply the masks, i.e. the randomly re-initialised control).
+            apply the masks, i.e. the randomly re-initialised control, the same as ``control="reinit"``).
+        control: train this control of the ticket instead of the ticket itself.
+        seed: seed of the control's random choices (which positions, which permutation).
     """
 
-    def __init__(self, ticket: str, ticket_weights: bool = True) -> None:
+    def __init__(self, ticket: str, ticket_weights: bool = True, control: str | None = None, seed: int = 0) -> None:
         super().__init__()
         if not isinstance(ticket, str) or not ticket:
             raise ValueError(f"ticket={ticket!r} is not allowed; expected the path of a ticket file.")
         if not isinstance(ticket_weights, bool):
             raise ValueError(f"ticket_weights={ticket_weights!r} is not allowed; expected a bool.")
+        if control is not None and control not in CONTROLS:
+            raise ValueError(f"control={control!r} is not allowed; expected None or one of {sorted(CONTROLS)}.")
+        # seed_everything and torch generators take different ranges; an int in [0, 2**64) suits the generator.
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed={seed!r} is not allowed; expected an int in [0, 2**64).")
+        if control is not None and not ticket_weights:
+            raise ValueError(f"control={control!r} gives the weights to train; ticket_weights=False would throw them"
+                             " away: leave ticket_weights=True (control='reinit' is the re-initialised control).")
+        if control is None and seed != 0:
+            raise ValueError(f"seed={seed!r} is the seed of a control, and control is None: name the control.")
         self.ticket = ticket
         self.ticket_weights = ticket_weights
+        self.control = control
+        self.seed = seed
+        self.ticket_metadata: dict[str, Any] = {}
 
     @override
     def prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.masks is None:  # not resumed: the ticket gives weights and masks
-            self.masks = load_ticket(self.ticket).apply(pl_module, weights=self.ticket_weights)
+        if self.masks is not None:  # resumed: the checkpoint's masks (and weights) go on
+            return
+        ticket = load_ticket(self.ticket)
+        if self.control is not None:
+            source = init_file(self.control, ticket, self.ticket)
+            # The module as given to the fit: built (and seeded) by the user, not yet trained.
+            init = load_ticket(source).state_dict if source is not None else pl_module.state_dict()
+            ticket = make_control(self.control, ticket, seed=self.seed, init=init)
+            rank_zero_info(f"lt-lightning: training control {self.control!r} (seed {self.seed}) of {self.ticket}"
+                           f" at density {ticket.masks.density():.4g}"
+                           + (f", new positions' weights from {source}" if source is not None else ""))
+        self.ticket_metadata = ticket.metadata
+        self.masks = ticket.apply(pl_module, weights=self.ticket_weights)
+        self._log_ticket(trainer)
+
+    @rank_zero_only
+    def _log_ticket(self, trainer: pl.Trainer) -> None:
+        params = {"lt/ticket": self.ticket, "lt/control": self.control, "lt/control_seed": self.seed,
+                  "lt/ticket_round": self.ticket_metadata.get("round"), "lt/density": self.masks.density()}
+        for logger in trainer.loggers:
+            logger.log_hyperparams(params)
 
     @override
     def initial_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Masks | None:
