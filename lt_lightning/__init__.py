@@ -16,6 +16,7 @@ _EXPORTS = {
     "IMPCallback": "lt_lightning.callbacks",
     "MaskingCallback": "lt_lightning.callbacks",
     "PruneAtInitCallback": "lt_lightning.callbacks",
+    "RecordCallback": "lt_lightning.callbacks",
     "RewindCallback": "lt_lightning.callbacks",
     "Masks": "lt_lightning.masks",
     "select_parameters": "lt_lightning.masks",

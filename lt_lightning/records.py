@@ -20,6 +20,10 @@ from lt_lightning.files import atomic_write_text
 
 Mode = Literal["min", "max"]
 HISTORY_FILE = "imp_history.json"
+#: One training's record (:func:`write_result`), as ``RecordCallback`` writes it.
+RESULT_FILE = "result.json"
+#: Below a run's folder: the trainings of controls of its tickets, ``branches/<control>/round_NN/seed_S/``.
+BRANCHES_DIR = "branches"
 
 
 @dataclass(eq=True)
@@ -120,6 +124,44 @@ def history_run(path: str | os.PathLike) -> str | None:
     """The id of the run that wrote the history at ``path`` (``None`` for files of lt-lightning 0.1)."""
     data = _load(os.fspath(path))
     return data.get("run") if isinstance(data, dict) else None
+
+
+_RESULT_FORMAT = "lt-lightning-result/1"
+
+
+def write_result(path: str | os.PathLike, record: RoundRecord, metadata: Mapping[str, Any] | None = None) -> None:
+    """Write the record of one training (a ticket's, a control's: one round that is a fit of its own) as JSON,
+    atomically, with ``metadata`` (plain data: the control, its seed, the ticket it trained, ...)."""
+    payload = {"format": _RESULT_FORMAT, "record": record.to_dict(), "metadata": dict(metadata or {})}
+    atomic_write_text(path, json.dumps(payload, indent=2))
+
+
+def read_result(path: str | os.PathLike) -> tuple[RoundRecord, dict[str, Any]]:
+    """The record and metadata written by :func:`write_result`; ``ValueError`` naming the file if it is not one.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), RESULT_FILE)
+    >>> write_result(path, RoundRecord(round=2, density=0.25, final={"val_acc": 0.9}), {"control": "reinit"})
+    >>> record, metadata = read_result(path)
+    >>> record.final, metadata
+    ({'val_acc': 0.9}, {'control': 'reinit'})
+    """
+    path = os.fspath(path)
+    data = _load(path)
+    if not isinstance(data, dict) or data.get("format") != _RESULT_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path!r} is not a training result: expected format {_RESULT_FORMAT!r}, found {found!r}.")
+    return RoundRecord.from_dict(data["record"], f"{path!r}: record"), dict(data["metadata"])
+
+
+def branch_dir(run_dir: str | os.PathLike, control: str, round_: int, seed: int) -> str:
+    """The folder of the training of ``control`` of round ``round_``'s ticket of the run in ``run_dir``, with
+    ``seed``.
+
+    >>> branch_dir("runs/v0", "shuffle_masks", 5, 1)
+    'runs/v0/branches/shuffle_masks/round_05/seed_1'
+    """
+    return os.path.join(os.fspath(run_dir), BRANCHES_DIR, control, f"round_{round_:02d}", f"seed_{seed}")
 
 
 def default_mode(name: str) -> Mode:
