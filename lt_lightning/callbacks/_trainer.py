@@ -118,7 +118,7 @@ def validate_also_when(trainer: pl.Trainer, predicate: Callable[[], bool]) -> bo
     should_check = epoch_loop._should_check_val_fx
 
     def or_when(*args: Any, **kwargs: Any) -> bool:
-        return should_check(*args, **kwargs) or (trainer.enable_validation and predicate())
+        return should_check(*args, **kwargs) or (predicate() and trainer.enable_validation)
 
     epoch_loop._should_check_val_fx = or_when
     return True

@@ -157,7 +157,7 @@ class IMPCallback(BaseMaskingCallback):
         self._early_stopping: list[tuple[EarlyStopping, dict[str, Any]]] = []
         self._per_epoch = float("inf")
         self._step_at_batch_start = -1
-        self._step_at_epoch_start = 0
+        self._boundary = 0  # global step where the current trainer epoch must end
         self._names: list[str] = []
 
     @property
@@ -305,6 +305,8 @@ class IMPCallback(BaseMaskingCallback):
         lt_trainer.end_epoch_when(pl_module, lambda batch_idx: self._end_epoch_now(trainer, batch_idx))
         lt_trainer.intercept_stop_requests(trainer, lambda: self._on_stop_request(trainer))
         super().on_train_start(trainer, pl_module)
+        # Lightning calls on_train_epoch_start only for epochs it starts afresh, not for one it resumes mid-way.
+        self._boundary = self._next_boundary(trainer)
         elapsed = self._resumed.get("round_time", 0.0) if self._resumed is not None else 0.0
         self._resumed = None
         self._start_round(trainer, elapsed)
@@ -325,30 +327,36 @@ class IMPCallback(BaseMaskingCallback):
         assert self.timeline is not None
         return self._stopped or trainer.global_step >= self.timeline.end(self.round)
 
-    def _virtual_epoch_end(self, trainer: pl.Trainer) -> bool:
-        """Whether the steps taken in this trainer epoch have just completed an epoch of one training."""
+    def _next_boundary(self, trainer: pl.Trainer) -> int:
+        """The global step of the next place this trainer epoch must end: the round's end, or where one training's
+        epoch ends (a round rewound to a step mid-epoch first trains the rest of that epoch). Computed once an
+        epoch, so that the per-batch checks are one comparison."""
         assert self.timeline is not None
-        per_epoch = self._per_epoch
-        return (per_epoch != float("inf") and trainer.global_step > self._step_at_epoch_start
-                and self.timeline.virtual_step(trainer.global_step) % int(per_epoch) == 0)
+        end = self.timeline.end(self.round)
+        if self._per_epoch == float("inf"):
+            return end
+        per_epoch = int(self._per_epoch)
+        virtual = self.timeline.virtual_step(trainer.global_step)
+        return min(end, trainer.global_step + per_epoch - virtual % per_epoch)
 
     def _validate_now(self, trainer: pl.Trainer) -> bool:
         """After an optimizer step: validate at the round's end, and where one training's epoch ends inside a
         trainer epoch (a round rewound mid-epoch), as round 0 validated there."""
         assert self.timeline is not None
-        if trainer.global_step == self._step_at_batch_start:  # accumulating: no step taken
-            return False
+        step = trainer.global_step
+        if step == self._step_at_batch_start or (step < self._boundary and not self._stopped):
+            return False  # accumulating (no step taken), or before the boundary: the common case, decided here
         if self._round_over(trainer):
             return True
         every = trainer.check_val_every_n_epoch
-        if every is None or not self._virtual_epoch_end(trainer) or lt_trainer.at_last_batch(trainer):
+        if every is None or step != self._boundary or lt_trainer.at_last_batch(trainer):
             return False
-        return (self.timeline.virtual_step(trainer.global_step) // int(self._per_epoch)) % every == 0
+        return (self.timeline.virtual_step(step) // int(self._per_epoch)) % every == 0
 
     def _end_epoch_now(self, trainer: pl.Trainer, batch_idx: int) -> bool:
         """At a batch start: end the trainer's epoch where the round ended or where one training's epoch ended."""
-        return batch_idx > 0 and ((self.round < self.num_rounds and self._round_over(trainer))
-                                  or self._virtual_epoch_end(trainer))
+        return batch_idx > 0 and (trainer.global_step >= self._boundary
+                                  or (self._stopped and self.round < self.num_rounds))
 
     def _on_stop_request(self, trainer: pl.Trainer) -> None:
         """A stop request ends the round, not the experiment (unless it is the last round)."""
@@ -369,7 +377,7 @@ class IMPCallback(BaseMaskingCallback):
         lt_trainer.release_step_schedulers(trainer)
         if self.round < self.num_rounds and self._round_over(trainer):
             self._next_round(trainer, pl_module)
-        self._step_at_epoch_start = trainer.global_step
+        self._boundary = self._next_boundary(trainer)
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -66,13 +66,13 @@ class Crash(Callback):
             raise RuntimeError("injected crash")
 
 
-def _run(root, crash_at=None, ckpt_path=None):
+def _run(root, crash_at=None, ckpt_path=None, rewind="1ep", save_at=(50, 67, 89)):
     pl.seed_everything(0, verbose=False)
     imp = IMPCallback(rounds=3, pruning_fraction=0.4)
     callbacks = [
-        RewindCallback(step="1ep"),
+        RewindCallback(step=rewind),
         imp,
-        SaveAt(root, [50, 67, 89]),
+        SaveAt(root, save_at),
         # After validation: Lightning skips an epoch's validation when resuming from its last batch's checkpoint.
         ModelCheckpoint(dirpath=root / "ckpt", save_top_k=-1, filename="{step}-validated"),
     ]
@@ -102,6 +102,28 @@ def test_resume_matches_uninterrupted_run(tmp_path, uninterrupted, crash_at, res
         _run(tmp_path, crash_at=crash_at)
     imp, model, trainer = _run(tmp_path, ckpt_path=tmp_path / "ckpt" / f"step={resume_at}.ckpt")
     assert trainer.global_step == 110
+    assert imp.masks == full_imp.masks
+    assert _comparable(imp.history) == _comparable(full_imp.history)
+    for name, value in full_model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_mid_epoch_rewind(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("full_mid"), rewind=10)
+
+
+# Rewind to step 10, mid-epoch: rounds of 34 steps end at 44, 78, 112, 146; each later round first trains the 12
+# steps left of its first epoch (an epoch of its own), so checkpoints fall inside such a short epoch (50) or after it.
+@pytest.mark.parametrize(("crash_at", "resume_at"), [(53, "50"), (70, "60"), (95, "80")])
+def test_resume_matches_uninterrupted_run_with_a_mid_epoch_rewind(tmp_path, uninterrupted_mid_epoch_rewind,
+                                                                  crash_at, resume_at):
+    full_imp, full_model, _ = uninterrupted_mid_epoch_rewind
+    with pytest.raises(RuntimeError, match="injected crash"):
+        _run(tmp_path, crash_at=crash_at, rewind=10, save_at=(50, 60, 80))
+    imp, model, trainer = _run(tmp_path, ckpt_path=tmp_path / "ckpt" / f"step={resume_at}.ckpt", rewind=10,
+                               save_at=(50, 60, 80))
+    assert trainer.global_step == 146
     assert imp.masks == full_imp.masks
     assert _comparable(imp.history) == _comparable(full_imp.history)
     for name, value in full_model.state_dict().items():

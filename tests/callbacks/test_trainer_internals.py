@@ -4,12 +4,12 @@ loudly, naming it, instead of an experiment going silently wrong."""
 import inspect
 
 import lightning.pytorch as pl
+from conftest import digits_model, make_trainer
 from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.loops import _FitLoop, _TrainingEpochLoop
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from lightning.pytorch.utilities.types import LRSchedulerConfig
 
-from conftest import digits_model, make_trainer
 from lt_lightning.callbacks import _trainer as lt_trainer
 
 
