@@ -4,6 +4,8 @@
   datamodule and the callbacks (``IMPCallback``, ``RewindCallback``, ``MaskingCallback``, ...) by class path.
 - ``lt-lightning report RUN_DIR``: PNG plots and a Markdown summary from a run's ``imp_history.json``, without W&B.
 - ``lt-lightning ticket inspect FILE``: a ticket's densities (global and per layer) and metadata.
+- ``lt-lightning branch RUN_DIR``: controls of an IMP run's tickets, each a plain ``fit``
+  (:mod:`lt_lightning.experiments.branch`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +24,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
 import lt_lightning.zoo  # noqa: F401  # so that configs may name zoo classes by their short names too
+from lt_lightning.experiments import branch
 from lt_lightning.reporting.summary import HISTORY_FILE, accuracy_metric, load_history, markdown_report
 from lt_lightning.ticket import load_ticket
 
@@ -96,6 +100,26 @@ def lightning_cli(args: Sequence[str] | None = None) -> LTLightningCLI:
     )
 
 
+def _branch(args: argparse.Namespace) -> None:
+    branches = branch.plan_branches(args.run_dir, args.control, args.rounds, args.seeds)
+    done = sum(b.done for b in branches)
+    print(f"lt-lightning branch: {len(branches)} trainings of {args.run_dir} ({done} done before)", file=sys.stderr)
+    if args.dry_run:
+        branch.write_configs(args.run_dir, [b for b in branches if not b.done])
+        print("\n".join(b.command for b in branches if not b.done))
+    else:
+        with warnings.catch_warnings():  # each fit gets its own arguments; sys.argv holds the branch command's
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            branch.run_branches(args.run_dir, branches, lightning_cli)
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed {text!r} is not an integer") from None
+
+
 def _config_files(args: Sequence[str]) -> list[str]:
     """The ``-c``/``--config`` values in a LightningCLI command line.
 
@@ -153,6 +177,20 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("run_dir", metavar="RUN_DIR", help=f"the run's log dir, holding {HISTORY_FILE}")
     runs.add_argument("--out", help=f"folder for the report (default: RUN_DIR/{REPORT_DIR})")
     runs.add_argument("--metric", help="the accuracy plotted against weights remaining (default: val_acc-like)")
+    branches = commands.add_parser(
+        "branch", help="train controls of an IMP run's tickets, each a plain `lt-lightning fit`",
+        description="Train controls of the tickets of the IMP run in RUN_DIR with its Trainer, model and data"
+                    " config, one `lt-lightning fit` per round x control x seed, into RUN_DIR/branches/. Trainings"
+                    " already done are skipped.")
+    branches.add_argument("run_dir", metavar="RUN_DIR", help=f"the IMP run's log dir: {HISTORY_FILE}, config.yaml")
+    branches.add_argument("--control", nargs="+", default=list(branch.DEFAULT_CONTROLS),
+                          metavar="NAME", help=f"controls to train (default: {' '.join(branch.DEFAULT_CONTROLS)})")
+    branches.add_argument("--rounds", nargs="+", type=int, metavar="R", help="rounds whose tickets to use"
+                          " (default: every pruned round)")
+    branches.add_argument("--seeds", nargs="+", type=_seed, metavar="S",
+                          help="seeds (seed_everything and the control's; default: the run's seed + 1)")
+    branches.add_argument("--dry-run", action="store_true", help="write each training's config and print its"
+                          " command line (one per line, for a job array or sweep) instead of running it")
     tickets = commands.add_parser("ticket", help="ticket files").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     tickets.add_parser("inspect", help="print a ticket's densities and metadata").add_argument("file", metavar="FILE")
@@ -177,9 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             for path in report(args.run_dir, args.out, args.metric):
                 print(path)
+        elif args.command == "branch":
+            _branch(args)
         else:
             print(inspect_ticket(args.file))
-    except (OSError, ValueError, ImportError) as err:
+    except (OSError, ValueError, ImportError, RuntimeError) as err:
         print(f"lt-lightning {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -120,6 +120,24 @@ def read_history(path: str | os.PathLike) -> list[RoundRecord]:
     return [RoundRecord.from_dict(r, f"{path!r}: round record {i}") for i, r in enumerate(rounds)]
 
 
+def load_history(run_dir: str | os.PathLike) -> list[RoundRecord]:
+    """Read the ``imp_history.json`` that :class:`~lt_lightning.IMPCallback` writes in a run's log dir.
+
+    Raises ``FileNotFoundError`` (listing the histories found below ``run_dir``, if any) or ``ValueError`` naming
+    the file and what it lacks.
+    """
+    run_dir = os.fspath(run_dir)
+    path = os.path.join(run_dir, HISTORY_FILE)
+    if not os.path.isfile(path):
+        if not os.path.isdir(run_dir):
+            raise FileNotFoundError(f"{run_dir!r} is not a directory; expected a run's log dir holding {HISTORY_FILE}.")
+        found = sorted(os.path.relpath(os.path.join(d, HISTORY_FILE), run_dir)
+                       for d, _, files in os.walk(run_dir) if HISTORY_FILE in files)
+        hint = f"; found it below: {found[:5]}, pass that folder" if found else ""
+        raise FileNotFoundError(f"no IMP history in {run_dir!r}: expected {path!r}, written by IMPCallback{hint}.")
+    return read_history(path)
+
+
 def history_run(path: str | os.PathLike) -> str | None:
     """The id of the run that wrote the history at ``path`` (``None`` for files of lt-lightning 0.1)."""
     data = _load(os.fspath(path))

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from typing_extensions import override
 
 from lt_lightning.callbacks.base import BaseMaskingCallback
-from lt_lightning.controls import CONTROLS, init_file, make_control
+from lt_lightning.controls import CONTROLS, NEEDS_INIT, init_file, make_control
 from lt_lightning.masks import Masks
-from lt_lightning.ticket import load_ticket
+from lt_lightning.ticket import Ticket, load_ticket
 
 
 class MaskingCallback(BaseMaskingCallback):
@@ -73,6 +74,12 @@ class MaskingCallback(BaseMaskingCallback):
             source = init_file(self.control, ticket, self.ticket)
             # The module as given to the fit: built (and seeded) by the user, not yet trained.
             init = load_ticket(source).state_dict if source is not None else pl_module.state_dict()
+            if source is None and self.control in NEEDS_INIT and _same_kept_weights(init, ticket):
+                raise ValueError(
+                    f"the module given to the fit holds the ticket's own weights at every kept position, so control"
+                    f" {self.control!r} would train the ticket itself: give the fit a freshly initialised module"
+                    " (a seed_everything other than the IMP run's, no pre-trained weights loaded)."
+                )
             ticket = make_control(self.control, ticket, seed=self.seed, init=init)
             rank_zero_info(f"lt-lightning: training control {self.control!r} (seed {self.seed}) of {self.ticket}"
                            f" at density {ticket.masks.density():.4g}"
@@ -91,3 +98,7 @@ class MaskingCallback(BaseMaskingCallback):
     @override
     def initial_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Masks | None:
         return self.masks
+
+
+def _same_kept_weights(init: dict[str, torch.Tensor], ticket: Ticket) -> bool:
+    return all(torch.equal(init[n].cpu()[m.cpu()], ticket.state_dict[n].cpu()[m.cpu()]) for n, m in ticket.masks.items())

@@ -9,25 +9,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from lt_lightning.records import HISTORY_FILE, RoundRecord, read_history
+from lt_lightning.records import HISTORY_FILE, load_history
 
-
-def load_history(run_dir: str | os.PathLike) -> list[RoundRecord]:
-    """Read the ``imp_history.json`` that :class:`~lt_lightning.IMPCallback` writes in a run's log dir.
-
-    Raises ``FileNotFoundError`` (listing the histories found below ``run_dir``, if any) or ``ValueError`` naming
-    the file and what it lacks.
-    """
-    run_dir = os.fspath(run_dir)
-    path = os.path.join(run_dir, HISTORY_FILE)
-    if not os.path.isfile(path):
-        if not os.path.isdir(run_dir):
-            raise FileNotFoundError(f"{run_dir!r} is not a directory; expected a run's log dir holding {HISTORY_FILE}.")
-        found = sorted(os.path.relpath(os.path.join(d, HISTORY_FILE), run_dir)
-                       for d, _, files in os.walk(run_dir) if HISTORY_FILE in files)
-        hint = f"; found it below: {found[:5]}, pass that folder" if found else ""
-        raise FileNotFoundError(f"no IMP history in {run_dir!r}: expected {path!r}, written by IMPCallback{hint}.")
-    return read_history(path)
+__all__ = ["HISTORY_FILE", "accuracy_metric", "load_history", "markdown_report", "markdown_table", "metric_names",
+           "round_table"]
 
 
 def metric_names(history: Sequence[dict[str, Any]]) -> list[str]:

@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from lt_lightning import IMPCallback, MaskingCallback, RewindCallback, Ticket, load_ticket
 from lt_lightning.controls import CONTROLS, make_control
+from lt_lightning.masks import Masks
 from lt_lightning.pruning.allocation import smart_ratio_densities
 from lt_lightning.zoo import DigitsDataModule
 
@@ -179,3 +180,20 @@ def test_a_control_needing_weights_on_a_ticket_without_them(imp_run, tmp_path, d
         assert _equal(before, model.state_dict())
     # Controls that draw nothing from the rewind point train the lone ticket.
     _fit(tmp_path, datamodule, MaskingCallback(ticket=str(lone), control="shuffle_weights"), steps=2)
+
+
+def test_a_fresh_control_on_the_tickets_own_initialization_is_refused(tmp_path, datamodule):
+    """Seeded as the IMP run was, the module "freshly" initialised is the ticket's own: reinit would be the ticket."""
+    pl.seed_everything(5, verbose=False)
+    model = digits_model()
+    masks = Masks({n: torch.rand(p.shape) < 0.5 for n, p in model.named_parameters() if n.endswith("weight")})
+    Ticket.from_state(model.state_dict(), masks, {"round": 1, "rewind_step": 0}).save(tmp_path / "round_01.pt")
+    for control in ("reinit", "keep_signs", "random_ticket"):
+        pl.seed_everything(5, verbose=False)
+        trainer = make_trainer(tmp_path, [MaskingCallback(ticket=str(tmp_path / "round_01.pt"), control=control),
+                                          NoTraining()], max_steps=2, logger=False)
+        with pytest.raises(ValueError, match=f"holds the ticket's own weights at every kept position, so control"
+                                             f" '{control}' would train the ticket itself"):
+            trainer.fit(digits_model(), datamodule)
+    _fit(tmp_path, datamodule, MaskingCallback(ticket=str(tmp_path / "round_01.pt"), control="reinit"), seed=6,
+         steps=2)

@@ -1,0 +1,282 @@
+"""Controls of an IMP run's tickets, each trained as a fit of its own: what ``lt-lightning branch`` runs.
+
+A *branch* is one training of one control (:mod:`lt_lightning.controls`) of one round's ticket with one seed. Its
+config is the run's own ``config.yaml`` (the Trainer, model and data of the IMP run, as LightningCLI saved it) with
+the IMP and rewind callbacks replaced by ``MaskingCallback(ticket=..., control=..., seed=...)`` and a
+``RecordCallback``, ``seed_everything: seed``, and its logs under
+``RUN_DIR/branches/<control>/round_NN/seed_S/``. A branch trains as long as one training of the run (the config's
+``max_steps``/``max_epochs``: the length of round 0). Each is a plain ``lt-lightning fit --config
+.../branch.yaml``: a SLURM array or a W&B sweep can run them in parallel, :func:`run_branches` runs them in
+sequence, and a branch whose ``result.json`` exists is done.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import logging
+import math
+import os
+import shlex
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+from lt_lightning.callbacks import BaseMaskingCallback, IMPCallback, RewindCallback
+from lt_lightning.controls import CONTROLS, init_file
+from lt_lightning.records import RESULT_FILE, RoundRecord, branch_dir, load_history, read_result
+from lt_lightning.ticket import load_ticket
+
+#: The LightningCLI config a run's log dir holds (``SaveConfigCallback``), and a branch's own.
+RUN_CONFIG, BRANCH_CONFIG = "config.yaml", "branch.yaml"
+DEFAULT_CONTROLS = ("reinit", "shuffle_masks")
+# Lightning's seed_everything takes seeds in [0, 2**32) (it replaces others with a random seed, with a warning).
+_MAX_SEED = 2**32
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One training: ``control`` of round ``round``'s ticket (file ``ticket``) with ``seed``, in folder ``dir``."""
+
+    control: str
+    round: int
+    seed: int
+    ticket: str
+    dir: str
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.dir, BRANCH_CONFIG)
+
+    @property
+    def result(self) -> str:
+        return os.path.join(self.dir, RESULT_FILE)
+
+    @property
+    def done(self) -> bool:
+        return os.path.isfile(self.result)
+
+    @property
+    def command(self) -> str:
+        """The command line that runs this branch, from any working directory."""
+        return f"lt-lightning fit --config {shlex.quote(self.config)}"
+
+    def __str__(self) -> str:
+        return f"{self.control} round {self.round:02d} seed {self.seed}"
+
+
+def plan_branches(
+    run_dir: str | os.PathLike,
+    controls: Sequence[str] = DEFAULT_CONTROLS,
+    rounds: Sequence[int] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> list[Branch]:
+    """The branches of the IMP run in ``run_dir``: every round in ``rounds`` (default: every pruned round, 1 on)
+    x ``controls`` x ``seeds`` (default: the run's ``seed_everything`` + 1), round by round.
+
+    Checks everything a branch needs before any training, with errors naming the value: the run's history and
+    config, the rounds and their tickets, the controls (and the rewind point ``shuffle_masks`` needs), the seeds
+    (integers in [0, 2**32), other than the run's own seed: with it a control's "new" initialization and data order
+    would be the ticket's).
+    """
+    run_dir = os.path.abspath(os.fspath(run_dir))
+    history = load_history(run_dir)
+    config = run_config(run_dir)
+    if not controls:
+        raise ValueError(f"no controls given; known controls: {sorted(CONTROLS)}.")
+    for control in controls:
+        if control not in CONTROLS:
+            raise ValueError(f"unknown control {control!r}; known controls: {sorted(CONTROLS)}.")
+    run_seed = config.get("seed_everything")
+    run_seed = run_seed if isinstance(run_seed, int) and not isinstance(run_seed, bool) else None
+    seeds = list(dict.fromkeys(seeds)) if seeds is not None else [((run_seed or 0) + 1) % _MAX_SEED]
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _MAX_SEED:
+            raise ValueError(f"seed {seed!r} is not allowed; seeds are integers in [0, 2**32).")
+        if seed == run_seed:
+            raise ValueError(f"seed {seed} is the IMP run's own seed_everything: a control trained with it would start"
+                             " from the ticket's own initialization and see its data order. Use other seeds.")
+    by_round = {r.round: r for r in history}
+    rounds = list(dict.fromkeys(rounds)) if rounds is not None else [r for r in by_round if r > 0]
+    branches = []
+    for round_ in rounds:
+        if round_ not in by_round:
+            raise ValueError(f"round {round_!r} is not in the run's history; its rounds are {sorted(by_round)}.")
+        ticket = _ticket_file(run_dir, by_round[round_])
+        loaded = load_ticket(ticket)
+        for control in dict.fromkeys(controls):
+            init_file(control, loaded, ticket)  # a control needing weights the ticket lacks fails here, not later
+            branches += [Branch(control, round_, seed, ticket, branch_dir(run_dir, control, round_, seed))
+                         for seed in seeds]
+    return branches
+
+
+def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The LightningCLI config saved in ``run_dir`` (``config.yaml``); ``ValueError`` naming the file if there is
+    none, it is not YAML, or it configures no IMPCallback."""
+    path = os.path.join(os.fspath(run_dir), RUN_CONFIG)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no {RUN_CONFIG} in {os.fspath(run_dir)!r}: branches re-run the IMP run's"
+                                " LightningCLI config (`lt-lightning fit --config ...` saves it in the log dir).")
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{path!r} is not readable YAML ({err}).") from err
+    if not isinstance(config, dict) or not any(_is(c, IMPCallback) for c in _callbacks(config)):
+        raise ValueError(f"{path!r} configures no IMPCallback: it is not the config of an IMP run.")
+    return config
+
+
+def branch_config(run: dict[str, Any], branch: Branch, history: Sequence[RoundRecord]) -> dict[str, Any]:
+    """The config of ``branch``: the run's config ``run`` with the IMP and rewind callbacks (and any other masking
+    callback) replaced by a MaskingCallback of the branch's control and a RecordCallback of the run's monitored
+    metric, ``seed_everything`` the branch's seed, and every output (logger, checkpoints) in the branch's folder."""
+    config = copy.deepcopy(run)
+    config["seed_everything"] = branch.seed
+    if "ckpt_path" in config:
+        config["ckpt_path"] = None  # the run may have been resumed; a branch starts afresh
+    trainer = config.setdefault("trainer", {})
+    callbacks, modes = [], None
+    for spec in _callbacks(config):
+        if _is(spec, IMPCallback):
+            modes = (spec.get("init_args") or {}).get("modes")
+        if _is(spec, (IMPCallback, RewindCallback, BaseMaskingCallback)):
+            continue
+        if _is(spec, ModelCheckpoint) and (spec.get("init_args") or {}).get("dirpath"):
+            spec = {**spec, "init_args": {**spec["init_args"], "dirpath": os.path.join(branch.dir, "checkpoints")}}
+        callbacks.append(spec)
+    callbacks.append({"class_path": "lt_lightning.MaskingCallback",
+                      "init_args": {"ticket": branch.ticket, "control": branch.control, "seed": branch.seed}})
+    callbacks.append({"class_path": "lt_lightning.RecordCallback",
+                      "init_args": {"path": branch.result, "monitor": history[0].monitor, "mode": history[0].mode,
+                                    "modes": modes}})
+    trainer["callbacks"] = callbacks
+    trainer["default_root_dir"] = branch.dir
+    trainer["logger"] = _logger(trainer.get("logger"), branch)
+    return config
+
+
+def write_configs(run_dir: str | os.PathLike, branches: Sequence[Branch]) -> None:
+    """Write each branch's ``branch.yaml``."""
+    run, history = run_config(run_dir), load_history(run_dir)
+    for branch in branches:
+        os.makedirs(branch.dir, exist_ok=True)
+        with open(branch.config, "w") as f:
+            yaml.safe_dump(branch_config(run, branch, history), f, sort_keys=False)
+
+
+def run_branches(
+    run_dir: str | os.PathLike,
+    branches: Sequence[Branch],
+    fit: Callable[[list[str]], Any],
+    echo: Callable[[str], Any] = print,
+) -> list[RoundRecord]:
+    """Train the branches not done yet, one after the other, each by ``fit(["fit", "--config", path])`` (a
+    LightningCLI run, e.g. :func:`lt_lightning.cli.lightning_cli`), and ``echo`` one line per branch; return every
+    branch's record. Lightning's own info lines are held back meanwhile: each training's logs are in its folder.
+
+    A failing branch raises ``RuntimeError`` naming it; what was done stays done, so running again goes on.
+    """
+    write_configs(run_dir, [b for b in branches if not b.done])
+    records = []
+    for i, branch in enumerate(branches, 1):
+        head = f"branch {i}/{len(branches)}: {branch}"
+        if branch.done:
+            records.append(read_result(branch.result)[0])
+            echo(f"{head}: done before, {_summary(records[-1])}")
+            continue
+        started = time.perf_counter()
+        try:
+            with _quiet_lightning():
+                fit(["fit", "--config", branch.config])
+        except Exception as err:
+            raise RuntimeError(f"{head} failed ({type(err).__name__}: {err}); its config is {branch.config}. Branches"
+                               " done so far are kept: run the command again to go on.") from err
+        if not branch.done:
+            raise RuntimeError(f"{head} ended without writing {branch.result} (was it interrupted?); run the"
+                               " command again to go on.")
+        records.append(read_result(branch.result)[0])
+        echo(f"{head}: {_summary(records[-1])}, {time.perf_counter() - started:.3g} s")
+    return records
+
+
+def _summary(record: RoundRecord) -> str:
+    value = record.final.get(record.monitor) if record.monitor else None
+    return f"{record.monitor} {value:.4g}" if value is not None and math.isfinite(value) else f"{record.monitor} n/a"
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _ticket_file(run_dir: str, record: RoundRecord) -> str:
+    """The round's ticket, in the run's ``tickets/`` folder (the history may hold a path relative to where the run
+    was started)."""
+    if record.ticket is None:
+        raise ValueError(f"round {record.round} of {run_dir!r} saved no ticket (IMPCallback(save_tickets=False)?).")
+    path = os.path.join(run_dir, "tickets", os.path.basename(record.ticket))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"round {record.round}'s ticket {path!r} does not exist.")
+    return path
+
+
+def _callbacks(config: dict[str, Any]) -> list[Any]:
+    callbacks = (config.get("trainer") or {}).get("callbacks") or []
+    return list(callbacks) if isinstance(callbacks, list) else [callbacks]
+
+
+def _class(spec: Any) -> type | None:
+    """The class a ``{class_path: ...}`` entry names, or ``None`` where it cannot be imported here."""
+    path = spec.get("class_path") if isinstance(spec, dict) else None
+    if not isinstance(path, str):
+        return None
+    module, _, name = path.rpartition(".")
+    # LightningCLI also takes the bare names of Lightning's own callbacks and loggers.
+    for where in [module] if module else ["lightning.pytorch.callbacks", "lightning.pytorch.loggers", "lt_lightning"]:
+        try:
+            found = getattr(importlib.import_module(where), name)
+        except (ImportError, AttributeError):
+            continue
+        return found if inspect.isclass(found) else None
+    return None
+
+
+def _is(spec: Any, types: type | tuple[type, ...]) -> bool:
+    cls = _class(spec)
+    return cls is not None and issubclass(cls, types)
+
+
+def _logger(spec: Any, branch: Branch) -> Any:
+    """The run's logger(s) writing into the branch's folder. ``None``/``True`` (Lightning's default logger) and
+    ``False`` follow ``default_root_dir`` or log nothing as they are."""
+    if isinstance(spec, list):
+        return [_logger(s, branch) for s in spec]
+    cls = _class(spec)
+    if cls is None:
+        return spec
+    args = dict(spec.get("init_args") or {})
+    if "save_dir" in inspect.signature(cls).parameters:
+        args["save_dir"] = branch.dir
+    if issubclass(cls, (CSVLogger, TensorBoardLogger)):
+        args.update(name="", version="logs")  # logs in <branch>/logs
+    elif issubclass(cls, WandbLogger):
+        args.pop("id", None)  # a run of its own, never the IMP run's
+        args.update(name=str(branch), version=None)
+    return {**spec, "init_args": args}
