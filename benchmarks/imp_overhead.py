@@ -9,7 +9,7 @@ pre-built in memory, without validation, logger, checkpoints or progress bar, on
 repetition times both in a shuffled order; the table shows the median wall time over repetitions and the ratio of
 medians. Target: ``imp`` at most 1.03x ``dense_fits``.
 
-    python benchmarks/imp_overhead.py            # about 2 minutes on 2 CPU cores
+    python benchmarks/imp_overhead.py            # about 3 minutes on 2 CPU cores; --steps 120 shows the per-round cost
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def run_dense_fits(batches: list, steps: int, rounds: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--steps", type=int, default=120, help="optimizer steps in one training (L)")
+    parser.add_argument("--steps", type=int, default=500, help="optimizer steps in one training (L)")
     parser.add_argument("--rounds", type=int, default=3, help="pruning rounds (R)")
     parser.add_argument("--batch-size", type=int, default=60)
     args = parser.parse_args()

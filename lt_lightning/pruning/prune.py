@@ -114,8 +114,11 @@ def _break_ties_at_random(
     for name, mask in new.items():
         alive = before[name].to(mask.device)
         kept, total = int(mask.sum()), int(alive.sum())
-        values = scores[name][alive]
-        if 0 < kept < total and bool((values == values[0]).all()):
+        if not 0 < kept < total:
+            continue
+        score = scores[name]
+        low = torch.where(alive, score, torch.full_like(score, float("inf"))).min()
+        if bool(low == torch.where(alive, score, torch.full_like(score, float("-inf"))).max()):
             order = torch.rand(total, generator=generator if generator is not None else torch.Generator().manual_seed(0))
             chosen = torch.zeros(total, dtype=torch.bool)
             chosen[order.argsort()[:kept]] = True
