@@ -25,7 +25,8 @@ from typing_extensions import override
 
 import lt_lightning.zoo  # noqa: F401  # so that configs may name zoo classes by their short names too
 from lt_lightning.experiments import branch
-from lt_lightning.reporting.summary import HISTORY_FILE, accuracy_metric, load_history, markdown_report
+from lt_lightning.reporting.aggregate import aggregate, markdown_verdicts, read_runs
+from lt_lightning.reporting.summary import HISTORY_FILE, accuracy_metric, markdown_report
 from lt_lightning.ticket import load_ticket
 
 _LIGHTNING = ("fit", "validate", "test", "predict")
@@ -130,23 +131,40 @@ def _config_files(args: Sequence[str]) -> list[str]:
     return files + [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
 
 
-def report(run_dir: str, out: str | None = None, metric: str | None = None) -> list[str]:
-    """Write the plots and ``report.md`` for the run in ``run_dir`` into ``out`` (default ``RUN_DIR/report``);
-    return the paths written."""
-    history = load_history(run_dir)
+def report(run_dirs: str | Sequence[str], out: str | None = None, metric: str | None = None,
+           eps: float = 0.002) -> list[str]:
+    """Write the plots and ``report.md`` into ``out``; return the paths written. One run: its rounds (default
+    ``out``: ``RUN_DIR/report``), and the verdicts against the controls of its tickets if it has branches. Several
+    runs (seeds of one experiment): the verdicts per density over them (default ``out``: ``report/`` in their
+    common folder)."""
+    run_dirs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
+    runs = read_runs(run_dirs)
+    history = runs[0].history
     metric = accuracy_metric(history, metric)
-    out = out if out is not None else os.path.join(run_dir, REPORT_DIR)
+    verdicts = aggregate(runs, metric, eps=eps) if len(runs) > 1 or runs[0].branches else None
+    if out is None:
+        common = os.path.commonpath([os.path.abspath(d) for d in run_dirs]) if len(run_dirs) > 1 else run_dirs[0]
+        out = os.path.join(common, REPORT_DIR)
     try:
-        from lt_lightning.reporting.plots import write_plots
+        from lt_lightning.reporting.plots import write_plots, write_verdict_plot
     except ImportError as err:
         raise ImportError(f"`lt-lightning report` draws with matplotlib, which is missing ({err}):"
                           " pip install matplotlib") from err
-    images = write_plots(history, out, metric)
+    images = write_plots(history, out, metric) if len(runs) == 1 else []
+    compared = [write_verdict_plot(verdicts, out)] if verdicts is not None else []
     page = os.path.join(out, "report.md")
-    title = f"IMP run {os.path.abspath(run_dir)}"
+    if len(runs) == 1:
+        text = markdown_report(history, f"IMP run {os.path.abspath(run_dirs[0])}", metric,
+                               [os.path.relpath(p, out) for p in images])
+        if verdicts is not None:
+            text += "\n" + markdown_verdicts(verdicts, images=[os.path.relpath(p, out) for p in compared])
+    else:
+        assert verdicts is not None
+        text = markdown_verdicts(verdicts, f"IMP runs over {len(runs)} seeds",
+                                 [os.path.relpath(p, out) for p in compared])
     with open(page, "w") as f:
-        f.write(markdown_report(history, title, metric, [os.path.relpath(p, out) for p in images]))
-    return [*images, page]
+        f.write(text)
+    return [*images, *compared, page]
 
 
 def inspect_ticket(path: str) -> str:
@@ -172,10 +190,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _LIGHTNING:
         commands.add_parser(name, add_help=False, help=f"LightningCLI {name}; see `lt-lightning {name} --help`")
-    runs = commands.add_parser("report", help="plots and a Markdown summary of a run, from its history",
-                               description="Write PNG plots and report.md from RUN_DIR/" + HISTORY_FILE + ".")
-    runs.add_argument("run_dir", metavar="RUN_DIR", help=f"the run's log dir, holding {HISTORY_FILE}")
-    runs.add_argument("--out", help=f"folder for the report (default: RUN_DIR/{REPORT_DIR})")
+    runs = commands.add_parser(
+        "report", help="plots and a Markdown summary of a run, or of several seeds of one, from their histories",
+        description="Write PNG plots and report.md from RUN_DIR/" + HISTORY_FILE + " and the results of its branches;"
+                    " with several RUN_DIRs (seeds of one experiment), the mean, 95%% interval and verdicts per"
+                    " density over them.")
+    runs.add_argument("run_dir", metavar="RUN_DIR", nargs="+", help=f"a run's log dir, holding {HISTORY_FILE}")
+    runs.add_argument("--out", help=f"folder for the report (default: RUN_DIR/{REPORT_DIR}, or {REPORT_DIR}/ in the"
+                      " RUN_DIRs' common folder)")
+    runs.add_argument("--eps", type=float, default=0.002, help="matching margin from dense, in the metric's units"
+                      " (default: 0.002, i.e. 0.2 points of accuracy)")
     runs.add_argument("--metric", help="the accuracy plotted against weights remaining (default: val_acc-like)")
     branches = commands.add_parser(
         "branch", help="train controls of an IMP run's tickets, each a plain `lt-lightning fit`",
@@ -213,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "report":
-            for path in report(args.run_dir, args.out, args.metric):
+            for path in report(args.run_dir, args.out, args.metric, args.eps):
                 print(path)
         elif args.command == "branch":
             _branch(args)

@@ -14,6 +14,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from lt_lightning.reporting.aggregate import Aggregate
 from lt_lightning.reporting.summary import accuracy_metric
 
 _DPI = 120
@@ -43,19 +44,74 @@ def plot_accuracy(history: Sequence[dict[str, Any]], metric: str | None = None) 
     if best:
         ax.plot(*zip(*best), "s--", alpha=0.8, label=f"best {metric} (early-stopping step)")
     ax.axhline(rows[0]["final"][metric], color="grey", linestyle=":", label=f"round {rows[0]['round']} (dense)")
-    ax.set_xscale("log")
-    ax.set_xlim(max(remaining) * 1.15, min(remaining) / 1.15)  # reversed: training goes from dense to sparse
-    # One tick per round's density (thinned when crowded), labelled in plain percent rather than powers of ten.
-    ticks = remaining[:: max(1, math.ceil(len(remaining) / _MAX_TICKS))]
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([f"{t:.3g}" for t in ticks])
-    ax.set_xlabel("prunable weights remaining (%, log scale)")
+    _remaining_axis(ax, remaining)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} vs. weights remaining")
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
+
+
+def _remaining_axis(ax: Any, remaining: Sequence[float]) -> None:
+    """% of weights remaining on a log axis from 100% down, one tick per density, in plain percent."""
+    ax.set_xscale("log")
+    ax.set_xlim(max(remaining) * 1.15, min(remaining) / 1.15)  # reversed: training goes from dense to sparse
+    # One tick per round's density (thinned when crowded), labelled in plain percent rather than powers of ten.
+    ticks = list(remaining)[:: max(1, math.ceil(len(remaining) / _MAX_TICKS))]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{t:.3g}" for t in ticks])
+    ax.set_xlabel("prunable weights remaining (%, log scale)")
+
+
+def plot_verdicts(result: Aggregate) -> Figure:
+    """The final metric against % of weights remaining: the ticket and each control, means over runs with their
+    confidence bands, dense as a line with its band, the matching margin below (or above) dense dashed, and the
+    densities where the ticket is matching shaded."""
+    rows = result.rows
+    fig = _figure(height=4.8)
+    ax = fig.add_subplot()
+    dense = rows[0]
+    ax.axhline(dense["dense_mean"], color="grey", linestyle=":", label="dense (round 0)")
+    if dense["dense_ci_low"] is not None:
+        ax.axhspan(dense["dense_ci_low"], dense["dense_ci_high"], color="grey", alpha=0.12)
+    margin = dense["dense_mean"] - (result.eps if result.higher_is_better else -result.eps)
+    ax.axhline(margin, color="grey", linestyle="--", linewidth=1, label=f"matching margin ({result.eps:g})")
+    curves = [("ticket", [(r, r["ticket_mean"], r["ticket_ci_low"], r["ticket_ci_high"]) for r in rows])]
+    curves += [(name, [(r, c["mean"], c["ci_low"], c["ci_high"]) for r in rows if (c := r["controls"].get(name))])
+               for name in result.controls]
+    for name, points in curves:
+        x = [100.0 * r["density"] for r, *_ in points]
+        line, = ax.plot(x, [m for _, m, _, _ in points], "o-" if name == "ticket" else "s--", markersize=4,
+                        label=name, linewidth=2 if name == "ticket" else 1.2)
+        bands = [(xi, lo, hi) for xi, (_, _, lo, hi) in zip(x, points) if lo is not None]
+        if bands:
+            xs, lows, highs = zip(*bands)
+            ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.18, linewidth=0)
+    # Shade each matching density out to the geometric midpoints with its neighbours (the axis is logarithmic).
+    for i, row in enumerate(rows):
+        if row["matching"]:
+            here = 100.0 * row["density"]
+            left = math.sqrt(here * 100.0 * rows[i - 1]["density"]) if i > 0 else here * 1.15
+            right = math.sqrt(here * 100.0 * rows[i + 1]["density"]) if i + 1 < len(rows) else here / 1.15
+            ax.axvspan(right, left, color="gold", alpha=0.15, linewidth=0,
+                       label="ticket matching" if not any(r["matching"] for r in rows[:i]) else None)
+    _remaining_axis(ax, [100.0 * r["density"] for r in rows])
+    ax.set_ylabel(f"final {result.metric}")
+    n = len(result.runs)
+    ax.set_title(f"ticket vs. controls: mean over {n} run{'s' if n > 1 else ''}"
+                 + (f", {100 * result.confidence:.3g}% intervals" if n > 1 else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def write_verdict_plot(result: Aggregate, out_dir: str) -> str:
+    """Save :func:`plot_verdicts` as ``ticket_vs_controls.png`` in ``out_dir``; return its path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "ticket_vs_controls.png")
+    plot_verdicts(result).savefig(path, dpi=_DPI)
+    return path
 
 
 def plot_layer_density(history: Sequence[dict[str, Any]]) -> Figure:
