@@ -4,6 +4,8 @@ Variants, each a fresh ``Classifier`` trained by a fresh ``L.Trainer`` (no logge
 no validation):
 
 - ``dense``: no callback;
+- ``empty_callback``: a callback with no hooks of its own: what Lightning's dispatch of one more callback costs;
+- ``lt_all_kept``: ``MaskingCallback`` with masks that keep every weight: its hooks run, enforcement has no work;
 - ``lt_masks``: ``lt_lightning.MaskingCallback(ticket=...)`` with random masks at 20% density on every Linear/Conv
   weight (saved as a ``Ticket``); it multiplies the weights by the masks after every optimizer step
   (``MaskEnforcer.enforce_``; gradients are masked too, ``mask_grads_``, only when gradients are clipped, which
@@ -56,7 +58,7 @@ from lt_lightning.ticket import Ticket, load_ticket
 from lt_lightning.zoo import Classifier
 
 DENSITY = 0.2
-VARIANTS = ("dense", "lt_masks", "pl_pruning", "torch_prune")
+VARIANTS = ("dense", "empty_callback", "lt_all_kept", "lt_masks", "pl_pruning", "torch_prune")
 MODELS = {
     "lenet_300_100": ("lenet_300_100", {}),
     "conv2": ("conv2", {"in_channels": 1, "image_size": 28}),
@@ -88,13 +90,13 @@ def weight_modules(model: nn.Module) -> list[tuple[nn.Module, str]]:
     return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
-def make_ticket(name: str, folder: str) -> str:
-    """Random masks at DENSITY on every Linear/Conv weight, saved as a ticket file."""
+def make_ticket(name: str, folder: str, density: float = DENSITY) -> str:
+    """Random masks at ``density`` on every Linear/Conv weight, saved as a ticket file."""
     model = make_model(name)
     generator = torch.Generator().manual_seed(1)
     params = dict(model.named_parameters())
-    masks = Masks({n: torch.rand(params[n].shape, generator=generator) < DENSITY for n in select_parameters(model)})
-    path = os.path.join(folder, f"{name}.pt")
+    masks = Masks({n: torch.rand(params[n].shape, generator=generator) < density for n in select_parameters(model)})
+    path = os.path.join(folder, f"{name}_{density}.pt")
     Ticket(masks, model.state_dict(), {}).save(path)
     return path
 
@@ -107,11 +109,15 @@ def make_batches(steps_per_epoch: int, batch_size: int) -> list[tuple[torch.Tens
     ]
 
 
-def fit_once(name: str, variant: str, batches: list, epochs: int, ticket: str) -> float:
+def fit_once(name: str, variant: str, batches: list, epochs: int, ticket: str, all_kept: str) -> float:
     model = make_model(name)
     timer = StepTimer()
     callbacks: list[L.Callback] = [timer]
-    if variant == "lt_masks":
+    if variant == "empty_callback":
+        callbacks.append(L.Callback())
+    elif variant == "lt_all_kept":
+        callbacks.append(MaskingCallback(ticket=all_kept))
+    elif variant == "lt_masks":
         callbacks.append(MaskingCallback(ticket=ticket))
     elif variant == "pl_pruning":
         callbacks.append(ModelPruning("l1_unstructured", amount=1 - DENSITY, parameter_names=["weight"],
@@ -132,7 +138,7 @@ def fit_once(name: str, variant: str, batches: list, epochs: int, ticket: str) -
         num_sanity_val_steps=0,
     )
     trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
-    if variant != "dense":
+    if variant in ("lt_masks", "pl_pruning", "torch_prune"):
         check_density(model, variant)
     return timer.mean_step_ms()
 
@@ -186,11 +192,12 @@ def main() -> None:
     order = random.Random(0)
     with tempfile.TemporaryDirectory() as folder:
         tickets = {m: make_ticket(m, folder) for m in args.models}
+        all_kept = {m: make_ticket(m, folder, density=1.0) for m in args.models}
         jobs: list[tuple[str, str]] = [(m, v) for m in args.models for v in VARIANTS]
         for rep in range(args.reps):
             order.shuffle(jobs)
             for m, v in jobs:
-                results[(m, v)].append(fit_once(m, v, batches[m], args.epochs, tickets[m]))
+                results[(m, v)].append(fit_once(m, v, batches[m], args.epochs, tickets[m], all_kept[m]))
             print(f"repetition {rep + 1}/{args.reps} done ({time.perf_counter() - started:.0f} s)", flush=True)
         enforcement = {m: enforcement_ms(m, tickets[m]) for m in args.models}
 
