@@ -4,6 +4,7 @@
   datamodule and the callbacks (``IMPCallback``, ``RewindCallback``, ``MaskingCallback``, ...) by class path.
 - ``lt-lightning report RUN_DIR``: PNG plots and a Markdown summary from a run's ``imp_history.json``, without W&B.
 - ``lt-lightning ticket inspect FILE``: a ticket's densities (global and per layer) and metadata.
+- ``lt-lightning ticket compare A B``: how alike two tickets' masks are (IoU per layer and overall).
 - ``lt-lightning branch RUN_DIR``: controls of an IMP run's tickets, each a plain ``fit``
   (:mod:`lt_lightning.experiments.branch`).
 """
@@ -24,6 +25,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
 import lt_lightning.zoo  # noqa: F401  # so that configs may name zoo classes by their short names too
+from lt_lightning.analysis import mask_similarity
 from lt_lightning.experiments import branch
 from lt_lightning.reporting.aggregate import aggregate, markdown_verdicts, read_runs
 from lt_lightning.reporting.summary import HISTORY_FILE, accuracy_metric, markdown_report
@@ -185,6 +187,22 @@ def inspect_ticket(path: str) -> str:
     return "\n".join(lines)
 
 
+def compare_tickets(path_a: str, path_b: str) -> str:
+    """Two tickets' masks side by side, as text: per layer and over all prunable weights, each one's density, the
+    IoU of their kept weights and the IoU two random masks of those densities would have."""
+    a, b = load_ticket(path_a), load_ticket(path_b)
+    similarity = mask_similarity(a.masks, b.masks)
+    width = max(len("all prunable weights"), *(len(n) for n in similarity["layers"]))
+    row = "{:<" + str(width) + "}  {:>9}  {:>9}  {:>6}  {:>10}"
+    lines = [f"A: {path_a}", f"B: {path_b}", row.format("layer", "density A", "density B", "IoU", "random IoU")]
+    for name, layer in similarity["layers"].items():
+        lines.append(row.format(name, f"{layer['density_a']:.4g}", f"{layer['density_b']:.4g}", f"{layer['iou']:.4f}",
+                                f"{layer['random_iou']:.4f}"))
+    lines.append(row.format("all prunable weights", f"{a.masks.density():.4g}", f"{b.masks.density():.4g}",
+                            f"{similarity['iou']:.4f}", f"{similarity['random_iou']:.4f}"))
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lt-lightning", description="Lottery-ticket experiments with Lightning.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -218,6 +236,8 @@ def _parser() -> argparse.ArgumentParser:
     tickets = commands.add_parser("ticket", help="ticket files").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     tickets.add_parser("inspect", help="print a ticket's densities and metadata").add_argument("file", metavar="FILE")
+    similar = tickets.add_parser("compare", help="IoU of two tickets' masks, per layer and overall")
+    similar.add_argument("files", metavar="FILE", nargs=2)
     return parser
 
 
@@ -241,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(path)
         elif args.command == "branch":
             _branch(args)
+        elif args.action == "compare":
+            print(compare_tickets(*args.files))
         else:
             print(inspect_ticket(args.file))
     except (OSError, ValueError, ImportError, RuntimeError) as err:

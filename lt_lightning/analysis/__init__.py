@@ -1,5 +1,5 @@
-"""Analysis of tickets, torch only: linear mode connectivity (interpolation, barriers, distances) and verdicts
-(matching, winning) over seeds."""
+"""Analysis of tickets, torch only: linear mode connectivity (interpolation, barriers, distances), verdicts
+(matching, winning) over seeds, and mask similarity."""
 
 from lt_lightning.analysis.lmc import (
     cosine_similarity,
@@ -11,6 +11,7 @@ from lt_lightning.analysis.lmc import (
     support_overlap,
     to_error,
 )
+from lt_lightning.analysis.similarity import mask_similarity
 from lt_lightning.analysis.verdicts import compare, lowest_matching_density, student_t_cdf, student_t_quantile
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "l2_distance",
     "loss_barrier",
     "lowest_matching_density",
+    "mask_similarity",
     "reestimate_batchnorm",
     "student_t_cdf",
     "student_t_quantile",

@@ -13,6 +13,7 @@ from typing_extensions import override
 from lt_lightning.callbacks.base import BaseMaskingCallback
 from lt_lightning.controls import CONTROLS, NEEDS_INIT, init_file, make_control
 from lt_lightning.masks import Masks
+from lt_lightning.pruning.prune import check_regex
 from lt_lightning.ticket import Ticket, load_ticket
 
 
@@ -28,6 +29,10 @@ class MaskingCallback(BaseMaskingCallback):
     (``seed_everything``) to draw another one. ``shuffle_masks`` takes the weights of the positions it newly keeps
     from the unpruned rewind point that IMPCallback writes beside its tickets (``metadata["rewind_point"]``).
 
+    With ``rename`` or ``exclude`` the ticket goes into a module of another architecture
+    (:meth:`~lt_lightning.ticket.Ticket.transfer`: names mapped by regex, a head of another shape left out and
+    dense).
+
     The applied ticket's metadata (with ``control`` and ``control_seed``) is :attr:`ticket_metadata`; the loggers
     get the ticket, control and seed as hyperparameters.
 
@@ -41,9 +46,12 @@ class MaskingCallback(BaseMaskingCallback):
             apply the masks, i.e. the randomly re-initialised control, the same as ``control="reinit"``).
         control: train this control of the ticket instead of the ticket itself.
         seed: seed of the control's random choices (which positions, which permutation).
+        rename: ``{regex: replacement}`` mapping the ticket's entry names to the module's.
+        exclude: regex of the ticket's entries (original names) left out.
     """
 
-    def __init__(self, ticket: str, ticket_weights: bool = True, control: str | None = None, seed: int = 0) -> None:
+    def __init__(self, ticket: str, ticket_weights: bool = True, control: str | None = None, seed: int = 0,
+                 rename: dict[str, str] | None = None, exclude: str | None = None) -> None:
         super().__init__()
         if not isinstance(ticket, str) or not ticket:
             raise ValueError(f"ticket={ticket!r} is not allowed; expected the path of a ticket file.")
@@ -59,10 +67,20 @@ class MaskingCallback(BaseMaskingCallback):
                              " away: leave ticket_weights=True (control='reinit' is the re-initialised control).")
         if control is None and seed != 0:
             raise ValueError(f"seed={seed!r} is the seed of a control, and control is None: name the control.")
+        if rename is not None and (not isinstance(rename, dict) or
+                                   not all(isinstance(v, str) for v in rename.values())):
+            raise ValueError(f"rename={rename!r} is not allowed; expected {{regex: replacement}}.")
+        for what, pattern in [*(("rename key", key) for key in rename or {}), ("exclude", exclude)]:
+            if pattern is not None:
+                check_regex(what, pattern)
+        if control is not None and (rename is not None or exclude is not None):
+            raise ValueError(f"control={control!r} draws from a ticket of the module's own architecture; it cannot be"
+                             " combined with rename= or exclude=.")
         self.ticket = ticket
         self.ticket_weights = ticket_weights
         self.control = control
         self.seed = seed
+        self.rename, self.exclude = rename, exclude
         self.ticket_metadata: dict[str, Any] = {}
 
     @override
@@ -85,7 +103,11 @@ class MaskingCallback(BaseMaskingCallback):
                            f" at density {ticket.masks.density():.4g}"
                            + (f", new positions' weights from {source}" if source is not None else ""))
         self.ticket_metadata = ticket.metadata
-        self.masks = ticket.apply(pl_module, weights=self.ticket_weights)
+        if self.rename is not None or self.exclude is not None:
+            self.masks = ticket.transfer(pl_module, rename=self.rename, exclude=self.exclude,
+                                         weights=self.ticket_weights)
+        else:
+            self.masks = ticket.apply(pl_module, weights=self.ticket_weights)
         self._log_ticket(trainer)
 
     @rank_zero_only
