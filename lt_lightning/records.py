@@ -54,6 +54,8 @@ class RoundRecord(Mapping[str, Any]):
     distance_from_rewind: float | None = None
     wall_time_s: float = 0.0
     ticket: str | None = None
+    trained_ticket: str | None = None
+    basin: dict[str, float] | None = None
 
     def __getitem__(self, key: str) -> Any:
         if key not in _FIELDS:

@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from lt_lightning.analysis.lmc import cosine_similarity, l2_distance
 from lt_lightning.callbacks import _trainer as lt_trainer
 from lt_lightning.callbacks._trainer import TrainingLength, log_metrics, run_dir, schedulers, steps_per_epoch
 from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable
@@ -83,6 +84,12 @@ class IMPCallback(BaseMaskingCallback):
             "loss" or "err" and maximised otherwise.
         dirpath: folder for ``imp_history.json`` and ``tickets/``; default: the trainer's log dir.
         save_tickets: write each round's ticket (masks, rewind weights, metadata).
+        save_trained: also write each round's trained network, masked, as ``tickets/trained_NN.pt`` (for
+            measurements after the fit, e.g. the error barrier to the trained dense network).
+        same_basin: measure, at each round's end, the L2 distance and cosine similarity of the round's trained
+            prunable weights to the trained dense network (round 0) and to the previous round (Evci et al.'s
+            "same basin" question), in the record's ``basin``; keeps those two networks' prunable weights on CPU
+            and in checkpoints.
         seed: seed for random scores.
     """
 
@@ -105,6 +112,8 @@ class IMPCallback(BaseMaskingCallback):
         modes: dict[str, Mode] | None = None,
         dirpath: str | None = None,
         save_tickets: bool = True,
+        save_trained: bool = False,
+        same_basin: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -135,6 +144,11 @@ class IMPCallback(BaseMaskingCallback):
         self.monitor, self.mode = monitor, mode
         self.dirpath = dirpath
         self.save_tickets = save_tickets
+        for name, value in (("save_tickets", save_tickets), ("save_trained", save_trained), ("same_basin", same_basin)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}={value!r} is not allowed; expected a bool.")
+        self.save_trained = save_trained
+        self.same_basin = same_basin
         self.num_rounds = rounds or 0  # set from target_density once the prunable layers are known
         self._fresh()
 
@@ -159,6 +173,7 @@ class IMPCallback(BaseMaskingCallback):
         self._step_at_batch_start = -1
         self._boundary = 0  # global step where the current trainer epoch must end
         self._names: list[str] = []
+        self._ends: dict[str, dict[str, torch.Tensor]] = {}  # trained prunable weights: "dense", "previous"
 
     @property
     def history(self) -> list[RoundRecord]:
@@ -460,6 +475,7 @@ class IMPCallback(BaseMaskingCallback):
         if self.round == 0 and self.monitor not in self.tracker.final:
             rank_zero_warn(f"lt-lightning: monitor={self.monitor!r} was never logged in round 0, so best_step stays"
                            f" empty; logged metrics: {sorted(self.tracker.final)}. Set IMPCallback(monitor=...).")
+        tickets = os.path.join(self._run_dir, "tickets")
         record = RoundRecord(
             round=self.round,
             density=self.masks.density(),
@@ -477,21 +493,38 @@ class IMPCallback(BaseMaskingCallback):
             distance_from_rewind=(relative_distance(pl_module, self._rewind.snapshot.model, self.masks)
                                   if self._rewind.snapshot is not None else None),
             wall_time_s=time.perf_counter() - self._round_started,
-            ticket=(os.path.join(self._run_dir, "tickets", f"round_{self.round:02d}.pt")
+            ticket=(os.path.join(tickets, f"round_{self.round:02d}.pt")
                     if self.save_tickets and self._rewind.snapshot is not None else None),
+            trained_ticket=os.path.join(tickets, f"trained_{self.round:02d}.pt") if self.save_trained else None,
+            basin=self._basin(pl_module) if self.same_basin else None,
         )
         # Metrics logged without sync_dist differ between ranks: every rank keeps rank zero's record.
         record = trainer.strategy.broadcast(record, src=0)
         self.history.append(record)
         if trainer.is_global_zero:
-            self._write(record)
+            self._write(record, pl_module)
         log_metrics(trainer, round_scalars(record))
         log_round_to_wandb(trainer, self.history)
         print_round_summary(record, self.num_rounds)
 
-    def _write(self, record: RoundRecord) -> None:
+    def _basin(self, pl_module: pl.LightningModule) -> dict[str, float]:
+        """Distances of the round's trained prunable weights to the trained dense network and the previous round."""
+        params = dict(pl_module.named_parameters())
+        trained = {n: params[n].detach().to("cpu", copy=True) for n in self._names}
+        self._ends.setdefault("dense", trained)
+        basin = {}
+        for label, other in (("dense", self._ends["dense"]), ("previous", self._ends.get("previous", trained))):
+            basin[f"l2_to_{label}"] = l2_distance(trained, other)
+            basin[f"cosine_to_{label}"] = cosine_similarity(trained, other)
+        self._ends["previous"] = trained
+        return basin
+
+    def _write(self, record: RoundRecord, pl_module: pl.LightningModule) -> None:
         assert self.masks is not None and self._rewind is not None and self.timeline is not None
         write_history(os.path.join(self._run_dir, HISTORY_FILE), self.history, run=self._run_id)
+        if record.trained_ticket is not None:
+            Ticket.from_state(pl_module.state_dict(), self.masks, {"round": record.round, "trained": True,
+                                                                    "run": self._run_id}).save(record.trained_ticket)
         if record.ticket is not None:
             assert self._rewind.snapshot is not None
             # The unpruned rewind weights, once per run: controls that re-draw masks (shuffle_masks) need the
@@ -512,7 +545,7 @@ class IMPCallback(BaseMaskingCallback):
         state = super().state_dict()
         state.update(round=self.round, history=[r.to_dict() for r in self.history], tracker=self.tracker.state_dict(),
                      overlap=self._overlap, stopped=self._stopped, run=self._run_id, config=self._config(),
-                     timeline=self.timeline.state_dict() if self.timeline is not None else None,
+                     timeline=self.timeline.state_dict() if self.timeline is not None else None, ends=self._ends,
                      round_time=time.perf_counter() - self._round_started)
         return state
 
@@ -527,6 +560,7 @@ class IMPCallback(BaseMaskingCallback):
         self._overlap = state_dict["overlap"]
         self._stopped = state_dict["stopped"]
         self._run_id = state_dict["run"]
+        self._ends = dict(state_dict.get("ends", {}))
         self._resumed = state_dict
 
 

@@ -18,6 +18,7 @@ def round_scalars(record: Mapping[str, Any], prefix: str = "imp") -> dict[str, f
     scalars.update({f"{prefix}/layer_density/{n}": float(d) for n, d in record.get("layer_density", {}).items()})
     scalars.update({f"{prefix}/final/{k}": float(v) for k, v in record.get("final", {}).items()})
     scalars.update({f"{prefix}/best/{k}": float(v) for k, v in record.get("best", {}).items()})
+    scalars.update({f"{prefix}/basin/{k}": float(v) for k, v in (record.get("basin") or {}).items()})
     for key in ("best_step", "mask_overlap", "distance_from_rewind"):
         if record.get(key) is not None:
             scalars[f"{prefix}/{key}"] = float(record[key])

@@ -53,12 +53,14 @@ def round_table(history: Sequence[dict[str, Any]]) -> tuple[list[str], list[list
     """
     final = metric_names(history)
     best = sorted({k for record in history for k in record["best"]})
+    basin = sorted({k for record in history for k in (record.get("basin") or {})})
     extra = ["best_step", "mask_overlap", "distance_from_rewind", "wall_time_s"]
     columns = ["round", "density", "weights_remaining_pct", *(f"final/{m}" for m in final),
-               *(f"best/{m}" for m in best), *extra]
+               *(f"best/{m}" for m in best), *extra, *(f"basin/{m}" for m in basin)]
     rows = [
         [r["round"], r["density"], 100.0 * r["density"], *(r["final"].get(m) for m in final),
-         *(r["best"].get(m) for m in best), *(r.get(k) for k in extra)]
+         *(r["best"].get(m) for m in best), *(r.get(k) for k in extra),
+         *((r.get("basin") or {}).get(m) for m in basin)]
         for r in history
     ]
     return columns, rows

@@ -252,3 +252,35 @@ def test_masking_callback_trains_a_ticket_sparsely(tmp_path, datamodule):
     assert masking.masks == load_ticket(path).masks
     assert bool((control.model.hidden[0].weight[~mask] == 0).all())
     assert not torch.equal(control.model.hidden[0].weight, own_init * mask)  # it trained
+
+
+def test_same_basin_distances_and_trained_tickets(tmp_path, datamodule):
+    from lt_lightning.analysis import cosine_similarity, l2_distance
+    from lt_lightning.reporting.summary import round_table
+
+    imp = IMPCallback(rounds=2, pruning_fraction=0.5, same_basin=True, save_trained=True)
+    trainer = make_trainer(tmp_path, [RewindCallback(step=3), imp], max_epochs=1)
+    model = digits_model(optimizer="sgd", lr=0.1)
+    trainer.fit(model, datamodule)
+    trained = [load_ticket(h["trained_ticket"]) for h in imp.history]
+    names = list(imp.masks)
+    # The last trained ticket is the network the fit ended with.
+    assert all(torch.equal(trained[-1].state_dict[n], model.state_dict()[n]) for n in names)
+    dense = {n: trained[0].state_dict[n] for n in names}
+    assert imp.history[0]["basin"] == {"l2_to_dense": 0.0, "cosine_to_dense": pytest.approx(1.0),
+                                       "l2_to_previous": 0.0, "cosine_to_previous": pytest.approx(1.0)}
+    for r in (1, 2):
+        weights = {n: trained[r].state_dict[n] for n in names}
+        previous = {n: trained[r - 1].state_dict[n] for n in names}
+        basin = imp.history[r]["basin"]
+        assert basin["l2_to_dense"] == pytest.approx(l2_distance(weights, dense), rel=1e-6) and basin["l2_to_dense"] > 0
+        assert basin["cosine_to_dense"] == pytest.approx(cosine_similarity(weights, dense), rel=1e-6)
+        assert basin["l2_to_previous"] == pytest.approx(l2_distance(weights, previous), rel=1e-6)
+        assert 0 < basin["cosine_to_dense"] < 1
+    columns, rows = round_table(imp.history)
+    assert "basin/l2_to_dense" in columns and rows[2][columns.index("basin/l2_to_dense")] > 0
+
+
+def test_basin_options_are_type_checked():
+    with pytest.raises(ValueError, match="same_basin='yes' is not allowed; expected a bool"):
+        IMPCallback(same_basin="yes")
