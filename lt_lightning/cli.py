@@ -134,16 +134,19 @@ def _config_files(args: Sequence[str]) -> list[str]:
 
 
 def report(run_dirs: str | Sequence[str], out: str | None = None, metric: str | None = None,
-           eps: float = 0.002) -> list[str]:
+           eps: float = 0.002, wandb_project: str | None = None) -> list[str]:
     """Write the plots and ``report.md`` into ``out``; return the paths written. One run: its rounds (default
     ``out``: ``RUN_DIR/report``), and the verdicts against the controls of its tickets if it has branches. Several
     runs (seeds of one experiment): the verdicts per density over them (default ``out``: ``report/`` in their
-    common folder)."""
+    common folder). With ``wandb_project``, the verdicts also go to a new W&B run of that project."""
     run_dirs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
     runs = read_runs(run_dirs)
     history = runs[0].history
     metric = accuracy_metric(history, metric)
     verdicts = aggregate(runs, metric, eps=eps) if len(runs) > 1 or runs[0].branches else None
+    if wandb_project is not None and verdicts is None:
+        raise ValueError("--wandb-project logs the verdicts against controls, and this run has no branches: run"
+                         " `lt-lightning branch` first, or report several seeds.")
     if out is None:
         common = os.path.commonpath([os.path.abspath(d) for d in run_dirs]) if len(run_dirs) > 1 else run_dirs[0]
         out = os.path.join(common, REPORT_DIR)
@@ -166,6 +169,10 @@ def report(run_dirs: str | Sequence[str], out: str | None = None, metric: str | 
                                  [os.path.relpath(p, out) for p in compared])
     with open(page, "w") as f:
         f.write(text)
+    if wandb_project is not None:
+        from lt_lightning.reporting.wandb import log_verdicts_to_wandb
+
+        log_verdicts_to_wandb(verdicts, compared[0], project=wandb_project, dir=out)
     return [*images, *compared, page]
 
 
@@ -216,6 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("run_dir", metavar="RUN_DIR", nargs="+", help=f"a run's log dir, holding {HISTORY_FILE}")
     runs.add_argument("--out", help=f"folder for the report (default: RUN_DIR/{REPORT_DIR}, or {REPORT_DIR}/ in the"
                       " RUN_DIRs' common folder)")
+    runs.add_argument("--wandb-project", metavar="PROJECT", help="also log the verdicts table and plot to a new W&B"
+                      " run of PROJECT (WANDB_MODE=offline works)")
     runs.add_argument("--eps", type=float, default=0.002, help="matching margin from dense, in the metric's units"
                       " (default: 0.002, i.e. 0.2 points of accuracy)")
     runs.add_argument("--metric", help="the accuracy plotted against weights remaining (default: val_acc-like)")
@@ -257,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "report":
-            for path in report(args.run_dir, args.out, args.metric, args.eps):
+            for path in report(args.run_dir, args.out, args.metric, args.eps, args.wandb_project):
                 print(path)
         elif args.command == "branch":
             _branch(args)

@@ -97,3 +97,27 @@ def test_runs_of_different_configurations(runs, tmp_path, capsys):
 def test_a_run_dir_without_history(runs, tmp_path, capsys):
     err = _fails(["report", runs[0], str(tmp_path)], capsys)
     assert f"no IMP history in '{tmp_path}'" in err
+
+
+def test_verdicts_to_a_wandb_run(runs, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("wandb")
+    for var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert _main(["report", *runs, "--out", str(tmp_path / "r"), "--wandb-project", "lt-test"]) == 0
+    import wandb
+
+    wandb.teardown()
+    (table,) = (tmp_path / "r" / "wandb").glob("offline-run-*/files/media/table/lt/verdicts_*.table.json")
+    assert '"reinit_mean"' in table.read_text()
+
+
+def test_wandb_without_anything_to_compare(runs, tmp_path, capsys):
+    pristine = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(runs[0], pristine, ignore=shutil.ignore_patterns("branches"))
+    err = _fails(["report", str(pristine), "--wandb-project", "lt-test"], capsys)
+    assert "--wandb-project logs the verdicts against controls, and this run has no branches" in err
+    assert not (pristine / "report").exists()

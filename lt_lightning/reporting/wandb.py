@@ -1,4 +1,5 @@
-"""W&B views of an IMP run, for each :class:`~lightning.pytorch.loggers.WandbLogger` attached to the Trainer.
+"""W&B views of an IMP run, for each :class:`~lightning.pytorch.loggers.WandbLogger` attached to the Trainer, and
+of the verdicts over runs and their controls (:func:`log_verdicts_to_wandb`).
 
 At each round's end: the round scalars on an ``imp/round`` x-axis (``define_metric``), a table with one row per
 round, line plots of accuracy vs. % of weights remaining and of per-layer density per round, and the round's ticket
@@ -17,6 +18,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from lt_lightning.reporting.aggregate import Aggregate, verdict_table
 from lt_lightning.reporting.scalars import round_scalars
 from lt_lightning.reporting.summary import accuracy_metric, round_table
 
@@ -64,6 +66,30 @@ def log_round_to_wandb(trainer: pl.Trainer, history: Sequence[dict[str, Any]], m
             artifact = wandb.Artifact(f"ticket-{run.id}", type="ticket", metadata=json.loads(json.dumps(dict(record))))
             artifact.add_file(record["ticket"])
             run.log_artifact(artifact, aliases=[f"round-{record['round']:02d}", "latest"])
+
+
+def log_verdicts_to_wandb(result: Aggregate, image: str | None = None, **init: Any) -> str:
+    """Log the verdicts of :func:`~lt_lightning.reporting.aggregate.aggregate` to a new W&B run
+    (``wandb.init(**init)``, job type ``lt-report``): the table ``lt/verdicts`` (one row per density,
+    :func:`~lt_lightning.reporting.aggregate.verdict_table`'s columns), ``lt/ticket_vs_controls`` (the PNG at
+    ``image``), and in the summary the lowest matching density. Returns the run's id."""
+    try:
+        import wandb
+    except ImportError as err:
+        raise ImportError(f"logging to W&B needs wandb ({err}): pip install 'lt-lightning[wandb]'") from err
+
+    columns, rows = verdict_table(result)
+    run = wandb.init(job_type="lt-report", config={"runs": result.runs, "metric": result.metric, "eps": result.eps,
+                                                   "confidence": result.confidence}, **init)
+    try:
+        views: dict[str, Any] = {"lt/verdicts": wandb.Table(columns=columns, data=rows, allow_mixed_types=True)}
+        if image is not None:
+            views["lt/ticket_vs_controls"] = wandb.Image(image)
+        run.log(views)
+        run.summary["lt/lowest_matching_density"] = result.lowest_matching_density
+        return run.id
+    finally:
+        run.finish()
 
 
 def _key(logger: WandbLogger, name: str) -> str:
