@@ -149,3 +149,11 @@ def test_a_control_needing_weights_on_tickets_without_them(run_dir, tmp_path, ca
     assert (f"control 'shuffle_masks' takes the unpruned weights of the ticket's rewind point:"
             f" '{run}/tickets/round_01.pt' names 'rewind_point.pt', but there is no file") in err
     assert not (run / "branches").exists()  # nothing trained, not even the reinit branches
+
+
+@pytest.mark.parametrize("seed", ["1", 1.5, True])
+def test_plan_branches_refuses_seeds_that_are_not_integers(run_dir, seed):
+    from lt_lightning.experiments import plan_branches
+
+    with pytest.raises(ValueError, match=rf"seed {seed!r} is not allowed; seeds are integers in \[0, 2\*\*32\)"):
+        plan_branches(run_dir, ["reinit"], seeds=[3, seed])

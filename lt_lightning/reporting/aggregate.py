@@ -211,6 +211,10 @@ def verdict_table(result: Aggregate) -> tuple[list[str], list[list[Any]]]:
         columns += [f"{name}_mean", f"{name}_ci_low", f"{name}_ci_high", f"{name}_diff_mean", f"{name}_p_value",
                     f"{name}_beaten"]
     columns.append("winning")
+    steps = bool(result.rows) and "ticket_steps_mean" in result.rows[0]
+    if steps:
+        columns += ["ticket_steps_mean", *(f"{name}_{key}" for name in result.controls
+                                           for key in ("steps_mean", "learns_faster"))]
     table = []
     for row in result.rows:
         values = [row["round"], row["density"], 100 * row["density"], row["n"], row["ticket_mean"],
@@ -220,6 +224,11 @@ def verdict_table(result: Aggregate) -> tuple[list[str], list[list[Any]]]:
             values += [entry.get("mean"), entry.get("ci_low"), entry.get("ci_high"), entry.get("diff_mean"),
                        entry.get("p_value"), entry.get("beats")]
         values.append(row["winning"])
+        if steps:
+            values.append(row["ticket_steps_mean"])
+            for name in result.controls:
+                entry = row["controls"].get(name, {})
+                values += [entry.get("steps_mean"), entry.get("learns_faster")]
         table.append(values)
     return columns, table
 
@@ -248,6 +257,8 @@ def markdown_verdicts(result: Aggregate, title: str | None = None, images: Seque
     for name in result.controls:
         header += [f"{name}{unit}", f"ticket - {name} (p)"]
     header += ["winning"] if result.controls else []
+    steps = bool(result.rows) and "ticket_steps_mean" in result.rows[0]
+    header += ["early-stopping step"] if steps else []
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for row in result.rows:
         cells = [str(row["round"]), f"{100 * row['density']:.3g}", str(row["n"]), _estimate(row, "ticket_", show),
@@ -263,6 +274,10 @@ def markdown_verdicts(result: Aggregate, title: str | None = None, images: Seque
                       _difference(entry["diff_mean"], entry["diff_ci_low"], entry["diff_ci_high"], show) + p
                       + (" ✓" if entry["beats"] else "")]
         cells += [_yes(row["winning"])] if result.controls else []
+        if steps:
+            theirs = [f"{name} {entry['steps_mean']:.4g}" for name, entry in row["controls"].items()
+                      if entry.get("steps_mean") is not None]
+            cells.append(f"{row['ticket_steps_mean']:.4g}" + (f" ({', '.join(theirs)})" if theirs else ""))
         lines.append("| " + " | ".join(cells) + " |")
     if seeds > 1:
         lines += ["", f"Values are means over the {seeds} runs [{100 * result.confidence:.3g}% interval, Student t]."
@@ -273,6 +288,9 @@ def markdown_verdicts(result: Aggregate, title: str | None = None, images: Seque
         lines += ["", "One run: single values, no statistics (aggregate several seeds for those). *Matching*: within"
                   " the margin of dense. A control is beaten (✓) when the ticket is strictly better. *Winning*:"
                   " matching and beating every control at that density."]
+    if steps:
+        lines.append("*Early-stopping step*: the step of the best monitored value in one training, mean over the"
+                     " runs, of the ticket (and of each control): a winning ticket learns faster (Frankle & Carbin).")
     lines += [f"- note: {note}" for note in result.notes]
     if images:
         lines.append("")

@@ -62,9 +62,13 @@ def test_seeds_aggregate_per_density_and_controls_pair_with_their_run(tmp_path):
     assert result.rows[0]["controls"]["reinit"]["learns_faster"]  # best step 8 vs 9
     columns, table = verdict_table(result)
     assert dict(zip(columns, table[0]))["reinit_mean"] == pytest.approx((0.87 + 0.89 + 0.90) / 3)
+    assert (dict(zip(columns, table[0]))["ticket_steps_mean"], dict(zip(columns, table[0]))["reinit_learns_faster"]) \
+        == (8, True)
     page = markdown_verdicts(result, "title")
     assert "- lowest matching density: 0.5 (50% of weights remaining)" in page
     assert "| 1 | 50 | 3 | 92.00 [89.52, 94.48] | +1.00 " in page
+    round_1 = next(line for line in page.splitlines() if line.startswith("| 1 |"))
+    assert round_1.endswith("| yes | 8 (reinit 9) |")  # winning, and learns faster than reinit
 
 
 def test_a_control_missing_in_some_run_is_left_out_with_a_note(tmp_path):
