@@ -121,6 +121,15 @@ class MaskingCallback(BaseMaskingCallback):
     def initial_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Masks | None:
         return self.masks
 
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "ticket_metadata": self.ticket_metadata}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.ticket_metadata = dict(state_dict.get("ticket_metadata", {}))  # absent in lt-lightning 0.1 checkpoints
+
 
 def _same_kept_weights(init: dict[str, torch.Tensor], ticket: Ticket) -> bool:
     return all(torch.equal(init[n].cpu()[m.cpu()], ticket.state_dict[n].cpu()[m.cpu()]) for n, m in ticket.masks.items())

@@ -133,6 +133,7 @@ def test_resume_keeps_the_checkpoints_masks(imp_run, tmp_path, datamodule):
     trainer = make_trainer(tmp_path, [resumed], max_epochs=None, max_steps=8, logger=False)
     trainer.fit(digits_model(optimizer="sgd", lr=0.1), datamodule, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     assert resumed.masks == first.masks and trainer.global_step == 8
+    assert resumed.ticket_metadata == first.ticket_metadata and resumed.ticket_metadata["control_seed"] == 1
 
 
 # ---------------------------------------------------------------------------------------------- bad input
