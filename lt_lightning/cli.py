@@ -218,7 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     runs = commands.add_parser(
         "report", help="plots and a Markdown summary of a run, or of several seeds of one, from their histories",
         description="Write PNG plots and report.md from RUN_DIR/" + HISTORY_FILE + " and the results of its branches;"
-                    " with several RUN_DIRs (seeds of one experiment), the mean, 95%% interval and verdicts per"
+                    " with several RUN_DIRs (seeds of one experiment), the mean, 95% interval and verdicts per"
                     " density over them.")
     runs.add_argument("run_dir", metavar="RUN_DIR", nargs="+", help=f"a run's log dir, holding {HISTORY_FILE}")
     runs.add_argument("--out", help=f"folder for the report (default: RUN_DIR/{REPORT_DIR}, or {REPORT_DIR}/ in the"
@@ -245,8 +245,11 @@ def _parser() -> argparse.ArgumentParser:
     tickets = commands.add_parser("ticket", help="ticket files").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     tickets.add_parser("inspect", help="print a ticket's densities and metadata").add_argument("file", metavar="FILE")
-    similar = tickets.add_parser("compare", help="IoU of two tickets' masks, per layer and overall")
-    similar.add_argument("files", metavar="FILE", nargs=2)
+    similar = tickets.add_parser("compare", help="IoU of two tickets' masks, per layer and overall",
+                                 description="How alike two tickets' masks are: per layer and over all prunable"
+                                             " weights, the IoU of the kept weights, next to the IoU two random"
+                                             " masks of the same densities would have.")
+    similar.add_argument("files", metavar="FILE", nargs=2, help="two ticket files of one architecture")
     return parser
 
 
