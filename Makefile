@@ -11,7 +11,7 @@ $(VENV)/.installed-%: pyproject.toml
 
 .PHONY: demo test lint bench clean
 demo: $(VENV)/.installed-examples
-	WANDB_MODE=offline $(PY) examples/mnist1d_imp.py
+	WANDB_MODE=offline $(PY) examples/mnist1d_demo.py
 
 test: lint
 	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q
