@@ -32,6 +32,7 @@ from torch import Tensor
 
 from lt_lightning.masks import Masks
 from lt_lightning.pruning.allocation import _counts, smart_ratio_densities
+from lt_lightning.registry import Registry
 from lt_lightning.ticket import Ticket
 
 __all__ = ["CONTROLS", "NEEDS_INIT", "NEEDS_REWIND_POINT", "ControlFn", "init_file", "make_control", "register_control"]
@@ -42,7 +43,7 @@ class ControlFn(Protocol):
         ...
 
 
-CONTROLS: dict[str, ControlFn] = {}
+CONTROLS: Registry[ControlFn] = Registry("control")
 
 #: Names of the controls that draw new weights from ``init``: :func:`make_control` refuses them without it.
 NEEDS_INIT: set[str] = set()
@@ -68,9 +69,7 @@ def register_control(
     """
 
     def decorator(fn: ControlFn) -> ControlFn:
-        if name in CONTROLS:
-            raise ValueError(f"a control named {name!r} is already registered.")
-        CONTROLS[name] = fn
+        CONTROLS.register(name)(fn)
         if needs_init or needs_rewind_point:
             NEEDS_INIT.add(name)
         if needs_rewind_point:
@@ -94,8 +93,7 @@ def make_control(name: str, ticket: Ticket, *, seed: int, init: Mapping[str, Ten
     >>> a.masks.layer_densities() == ticket.masks.layer_densities(), a.masks == ticket.masks
     (True, False)
     """
-    if name not in CONTROLS:
-        raise ValueError(f"unknown control {name!r}; known controls: {sorted(CONTROLS)}.")
+    CONTROLS.check(name)
     # Negative seeds alias large ones in torch (-1 is 2**64 - 1): two seeds would give the same control.
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
         raise ValueError(f"seed={seed!r} is not allowed; expected an int in [0, 2**64).")

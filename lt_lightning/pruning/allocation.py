@@ -16,28 +16,19 @@ from torch import Tensor
 
 from lt_lightning.masks import Masks
 from lt_lightning.pruning.threshold import keep_top_k
+from lt_lightning.registry import Registry
 
 AllocationFn = Callable[[Mapping[str, Tensor], Masks, float], Masks]
 
-ALLOCATIONS: dict[str, AllocationFn] = {}
+ALLOCATIONS: Registry[AllocationFn] = Registry("allocation")
 
 
 def register_allocation(name: str) -> Callable[[AllocationFn], AllocationFn]:
     """Register ``fn(scores, masks, density) -> Masks`` under ``name``; use as a decorator."""
-
-    def decorator(fn: AllocationFn) -> AllocationFn:
-        if name in ALLOCATIONS:
-            raise ValueError(f"an allocation named {name!r} is already registered.")
-        ALLOCATIONS[name] = fn
-        return fn
-
-    return decorator
+    return ALLOCATIONS.register(name)
 
 
-def check_allocation(name: str) -> None:
-    """Raise ``ValueError`` listing the known allocations if ``name`` is not one of them."""
-    if not isinstance(name, str) or name not in ALLOCATIONS:
-        raise ValueError(f"unknown allocation {name!r}; known allocations: {sorted(ALLOCATIONS)}.")
+check_allocation = ALLOCATIONS.check
 
 
 def _alive_scores(scores: Mapping[str, Tensor], masks: Masks) -> list[Tensor]:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from lt_lightning.masks import Masks
+from lt_lightning.registry import Registry
 
 
 @dataclass
@@ -42,7 +43,7 @@ class ScoreContext:
 
 ScoreFn = Callable[[ScoreContext], Mapping[str, Tensor]]
 
-SCORES: dict[str, ScoreFn] = {}
+SCORES: Registry[ScoreFn] = Registry("score")
 
 
 def register_score(name: str) -> Callable[[ScoreFn], ScoreFn]:
@@ -55,20 +56,10 @@ def register_score(name: str) -> Callable[[ScoreFn], ScoreFn]:
     True
     >>> del SCORES["abs_times_two"]
     """
-
-    def decorator(fn: ScoreFn) -> ScoreFn:
-        if name in SCORES:
-            raise ValueError(f"a score named {name!r} is already registered.")
-        SCORES[name] = fn
-        return fn
-
-    return decorator
+    return SCORES.register(name)
 
 
-def check_score(name: str) -> None:
-    """Raise ``ValueError`` listing the known scores if ``name`` is not one of them."""
-    if not isinstance(name, str) or name not in SCORES:
-        raise ValueError(f"unknown score {name!r}; known scores: {sorted(SCORES)}.")
+check_score = SCORES.check
 
 
 def compute_scores(name: str, context: ScoreContext) -> dict[str, Tensor]:
