@@ -203,6 +203,13 @@ class BaseMaskingCallback(Callback):
         log_metrics(trainer, metrics)
 
     @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("callbacks", {})
+        legacy = [k for k in states if isinstance(k, str) and k.startswith(f"{type(self).__name__}{{")]
+        if self.state_key not in states and legacy:  # lt-lightning 0.1 keyed the state by the arguments
+            self.load_state_dict(states[legacy[0]])
+
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"masks": self.masks.pack() if self.masks is not None else None}
 

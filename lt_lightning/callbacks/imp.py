@@ -220,12 +220,9 @@ class IMPCallback(BaseMaskingCallback):
 
     @override
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)
         states = checkpoint.get("callbacks", {})
-        if self.state_key in states:
-            return
-        legacy = [k for k in states if isinstance(k, str) and k.startswith("IMPCallback{")]
-        if legacy:  # written by lt-lightning 0.1, whose key held the arguments
-            self.load_state_dict(states[legacy[0]])
+        if self.state_key in states or any(isinstance(k, str) and k.startswith("IMPCallback{") for k in states):
             return
         raise ValueError("the checkpoint holds no IMPCallback state: it was not written by an IMP run, and resuming"
                          " from it would start the experiment over from its weights as if they were dense round 0."

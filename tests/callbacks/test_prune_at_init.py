@@ -227,3 +227,19 @@ def test_synflow_input_from_a_batch_that_is_itself_the_input():
     assert torch.equal(_example_input(model, {"input_ids": ids})["input_ids"], ids)
     x = torch.randn(3, 64)
     assert torch.equal(_example_input(model, (x, torch.zeros(3))), x)
+
+
+def test_a_checkpoint_of_lt_lightning_0_1_keeps_its_masks(tmp_path, datamodule):
+    # 0.1 keyed the callback's state by its arguments: such a checkpoint still gives its masks back.
+    first = PruneAtInitCallback(method="random", density=0.3, seed=1)
+    trainer = make_trainer(tmp_path / "a", [first], max_epochs=1)
+    trainer.fit(digits_model(), datamodule)
+    path = tmp_path / "old.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["callbacks"] = {"PruneAtInitCallback{'method': 'random', 'density': 0.3}":
+                               checkpoint["callbacks"].pop("PruneAtInitCallback")}
+    torch.save(checkpoint, path)
+    resumed = PruneAtInitCallback(method="random", density=0.3, seed=2)  # would draw other masks
+    make_trainer(tmp_path / "b", [resumed], max_epochs=2).fit(digits_model(), datamodule, ckpt_path=str(path))
+    assert resumed.masks == first.masks
