@@ -254,9 +254,9 @@ class IMPCallback(BaseMaskingCallback):
 
     def _check_resume(self) -> None:
         assert self._resumed is not None
-        saved = self._resumed["config"]
-        changed = [] if not saved else [f"{k}: {saved.get(k)!r} in the checkpoint, {v!r} now" for k, v in self._config().items()
-                   if k in _SAME_ON_RESUME and saved.get(k) != v]
+        saved = self._resumed["config"]  # empty for 0.1 checkpoints, which did not keep it
+        changed = [f"{k}: {saved.get(k)!r} in the checkpoint, {v!r} now" for k, v in self._config().items()
+                   if saved and k in _SAME_ON_RESUME and saved.get(k) != v]
         if changed:
             raise ValueError("IMPCallback cannot resume this checkpoint with other pruning arguments: "
                              + "; ".join(changed) + ". Resume with the original arguments (rounds and target_density"
