@@ -13,11 +13,15 @@ __version__ = "0.2.0.dev0"
 
 _EXPORTS = {
     "BaseMaskingCallback": "lt_lightning.callbacks",
+    "EarlyBirdCallback": "lt_lightning.callbacks",
+    "GMPCallback": "lt_lightning.callbacks",
     "IMPCallback": "lt_lightning.callbacks",
     "MaskingCallback": "lt_lightning.callbacks",
     "PruneAtInitCallback": "lt_lightning.callbacks",
     "RecordCallback": "lt_lightning.callbacks",
     "RewindCallback": "lt_lightning.callbacks",
+    "RigLCallback": "lt_lightning.callbacks",
+    "SETCallback": "lt_lightning.callbacks",
     "Masks": "lt_lightning.masks",
     "select_parameters": "lt_lightning.masks",
     "PruningSpec": "lt_lightning.pruning.spec",
