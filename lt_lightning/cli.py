@@ -7,6 +7,9 @@
 - ``lt-lightning ticket compare A B``: how alike two tickets' masks are (IoU per layer and overall).
 - ``lt-lightning branch RUN_DIR``: controls of an IMP run's tickets, each a plain ``fit``
   (:mod:`lt_lightning.experiments.branch`).
+- ``lt-lightning instability --config FILE.yaml`` and ``lt-lightning rewind-search --config FILE.yaml --steps ...``:
+  linear mode connectivity of two copies trained from one state, each a plain ``fit``
+  (:mod:`lt_lightning.experiments.lmc`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from typing_extensions import override
 
 import lt_lightning.zoo  # noqa: F401  # so that configs may name zoo classes by their short names too
 from lt_lightning.analysis import mask_similarity
-from lt_lightning.experiments import branch
+from lt_lightning.experiments import branch, lmc
 from lt_lightning.reporting.aggregate import aggregate, markdown_verdicts, read_runs
+from lt_lightning.reporting.lmc import read_lmc, write_lmc_report
 from lt_lightning.reporting.summary import HISTORY_FILE, accuracy_metric, markdown_report
 from lt_lightning.ticket import load_ticket
 
@@ -116,6 +120,39 @@ def _branch(args: argparse.Namespace) -> None:
             branch.run_branches(args.run_dir, branches, lightning_cli)
 
 
+def _lmc(args: argparse.Namespace) -> None:
+    """``instability`` and ``rewind-search``: the trainings (or, with --dry-run, their commands), then the report."""
+    shared = dict(seeds=args.seeds, points=args.points, threshold=args.threshold, key=args.key,
+                  accuracy_scale=args.accuracy_scale, bn_batches=args.bn_batches, out=args.out, cli=LTLightningCLI,
+                  dry_run=args.dry_run)
+    if args.command == "instability":
+        result = lmc.instability(args.config, args.start, step=args.step, ticket=args.ticket, **shared)
+    else:
+        result = lmc.rewind_search(args.config, args.steps, imp_runs=args.imp_runs, run_imp=args.imp,
+                                   density=args.density, eps=args.eps, **shared)
+    if args.dry_run:
+        print("\n".join(result["commands"]))
+    elif pl.utilities.rank_zero_only.rank == 0:
+        for path in write_lmc_report(result["out"], os.path.join(result["out"], REPORT_DIR)):
+            print(path)
+
+
+def _lmc_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="the LightningCLI config of one training, as for `fit`")
+    parser.add_argument("--seeds", nargs=2, type=_seed, default=[1, 2], metavar="S",
+                        help="the two copies' seeds (data order and seed_everything; default: 1 2)")
+    parser.add_argument("--points", type=int, default=30, help="points on the linear path (default: 30)")
+    parser.add_argument("--threshold", type=float, help="stable below this barrier (default: 0.02, 2 points)")
+    parser.add_argument("--key", default="val_err", help="the error to read the barrier from (default: val_err;"
+                        " a logged `*acc*` metric gives its `*err*`)")
+    parser.add_argument("--accuracy-scale", type=float, default=1.0, help="100 for accuracies logged in percent")
+    parser.add_argument("--bn-batches", type=int, help="training batches to re-estimate BatchNorm statistics at"
+                        " each point (default: 10 with BatchNorm; 0: interpolate them)")
+    parser.add_argument("--out", help="output folder (default: under the config's default_root_dir or lt_logs)")
+    parser.add_argument("--dry-run", action="store_true", help="write each training's config and print its command"
+                        " line, in order (the start state first), instead of running it")
+
+
 def _seed(text: str) -> int:
     try:
         return int(text)
@@ -140,6 +177,8 @@ def report(run_dirs: str | Sequence[str], out: str | None = None, metric: str | 
     runs (seeds of one experiment): the verdicts per density over them (default ``out``: ``report/`` in their
     common folder). With ``wandb_project``, the verdicts also go to a new W&B run of that project."""
     run_dirs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
+    if len(run_dirs) == 1 and read_lmc(run_dirs[0]) is not None:  # an instability analysis or rewind search
+        return write_lmc_report(run_dirs[0], out)
     runs = read_runs(run_dirs)
     history = runs[0].history
     metric = accuracy_metric(history, metric)
@@ -242,6 +281,29 @@ def _parser() -> argparse.ArgumentParser:
                           help="seeds (seed_everything and the control's; default: the run's seed + 1)")
     branches.add_argument("--dry-run", action="store_true", help="write each training's config and print its"
                           " command line (one per line, for a job array or sweep) instead of running it")
+    unstable = commands.add_parser(
+        "instability", help="train two copies from one state with different data orders; their error barrier",
+        description="Instability analysis (Frankle et al. 2020): from the state at step K (trained from the config's"
+                    " initialization, or read from --from), train two copies to the end of one training with"
+                    " different seeds, and evaluate the linear path between them with the module's validation."
+                    " Writes OUT/instability.json and OUT/report/.")
+    _lmc_arguments(unstable)
+    unstable.add_argument("--from", dest="start", metavar="CKPT_OR_TICKET", help="the start state: a Lightning"
+                          " checkpoint (its RewindCallback snapshot, or its own state), a ticket, or a state file")
+    unstable.add_argument("--step", help="the start step (default 0; '500it', '2ep'); with --from, the state's step")
+    unstable.add_argument("--ticket", help="a ticket whose masks the copies keep (a sparse network's instability)")
+    search = commands.add_parser(
+        "rewind-search", help="instability of the dense network at several rewind steps; do IMP tickets match?",
+        description="The rewind-point search of 'Stabilizing the Lottery Ticket Hypothesis': the instability at each"
+                    " of --steps, and with IMP runs (--imp-runs, or --imp to run them) whether the ticket rewound to"
+                    " each step matches dense. Writes OUT/rewind_search.json and OUT/report/.")
+    _lmc_arguments(search)
+    search.add_argument("--steps", nargs="+", required=True, metavar="K", help="rewind steps ('500it', '2ep', 100)")
+    search.add_argument("--imp-runs", nargs="+", metavar="RUN_DIR", help="finished IMP runs, one per step, in order")
+    search.add_argument("--imp", action="store_true", help="run the config's IMPCallback once per step")
+    search.add_argument("--density", type=float, help="the ticket density compared with dense (default: the last"
+                        " round's)")
+    search.add_argument("--eps", type=float, help="matching margin from dense error (default: 0.002)")
     tickets = commands.add_parser("ticket", help="ticket files").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     tickets.add_parser("inspect", help="print a ticket's densities and metadata").add_argument("file", metavar="FILE")
@@ -273,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(path)
         elif args.command == "branch":
             _branch(args)
+        elif args.command in ("instability", "rewind-search"):
+            _lmc(args)
         elif args.action == "compare":
             print(compare_tickets(*args.files))
         else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -24,7 +24,11 @@ def to_cpu(obj: Any) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
-        out = type(obj)((k, to_cpu(v)) for k, v in obj.items())
+        # A shallow copy keeps the mapping's type and its extras (a defaultdict's factory); items are then set one by
+        # one: type(obj)(pairs) would count the pairs as elements of a Counter (MultiStepLR's milestones).
+        out = copy.copy(obj)
+        for k, v in obj.items():
+            out[k] = to_cpu(v)
         if hasattr(obj, "_metadata"):  # module state_dicts carry version metadata used when loading
             out._metadata = copy.deepcopy(obj._metadata)
         return out
@@ -87,7 +91,9 @@ class Snapshot:
             scheduler.load_state_dict(copy.deepcopy(saved))
 
     def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies every tensor, and rebuilds a Counter (MultiStepLR's milestones) from
+        # its (key, count) pairs, counting the pairs. The snapshot is plain data already.
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_state_dict(cls, data: Mapping[str, Any]) -> Snapshot:

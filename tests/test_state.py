@@ -59,3 +59,20 @@ def test_state_dict_round_trip():
     snap = Snapshot.capture(net, step=3, epoch=1)
     back = Snapshot.from_state_dict(snap.state_dict())
     assert back.step == 3 and back.epoch == 1 and torch.equal(back.model["weight"], net.weight.detach())
+
+
+def test_snapshot_keeps_multistep_milestones_a_counter_of_steps():
+    # MultiStepLR keeps its milestones in a Counter: a copy rebuilt from (key, value) pairs would count the pairs.
+    opt = torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=1.0)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2, 4, 4], gamma=0.5)
+    snap = Snapshot.from_state_dict(Snapshot.capture(nn.Linear(2, 1), [opt], [sched]).state_dict())
+    assert snap.schedulers[0]["milestones"] == sched.milestones and type(snap.schedulers[0]["milestones"]) is type(
+        sched.milestones)
+    fresh_opt = torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=1.0)
+    fresh = torch.optim.lr_scheduler.MultiStepLR(fresh_opt, milestones=[100], gamma=0.5)
+    snap.restore_optimizers([fresh_opt])
+    snap.restore_schedulers([fresh])
+    for _ in range(4):
+        fresh_opt.step()
+        fresh.step()
+    assert fresh.get_last_lr() == [0.125]  # halved at step 2 and twice at step 4
