@@ -50,11 +50,13 @@ class RigLCallback(MaskUpdateCallback):
     Args:
         density: fraction of the prunable weights kept, in (0, 1).
         distribution: ``"erk"`` or ``"uniform"`` layer densities. ERK gives small layers higher densities; a density
-            at which it would give a layer more than 1 is refused (keep that layer dense with ``keep_dense``).
+            at which it would give a layer more than 1 is refused unless ``allow_dense_layers``.
         update_every: optimizer steps between mask updates, >= 1.
         drop_fraction: fraction of each layer's kept weights rewired at the first update, in (0, 1).
         stop: fraction of training (of ``trainer.estimated_stepping_batches``) after which the masks stay fixed, in
             (0, 1).
+        allow_dense_layers: where ERK would give a layer a density above 1, keep that layer dense and scale the
+            others up so that ``density`` of all prunable weights is kept (RigL's reference code does this).
         keep_dense: regex of prunable parameters kept dense (e.g. the first layer); ``density`` applies to the others.
         include, exclude, types: which parameters are prunable (see :func:`lt_lightning.masks.select_parameters`).
         dirpath: folder of ``tickets/<method>_final.pt`` (final masks and weights); default: the trainer's log dir.
@@ -73,6 +75,7 @@ class RigLCallback(MaskUpdateCallback):
         update_every: int = 100,
         drop_fraction: float = 0.3,
         stop: float = 0.75,
+        allow_dense_layers: bool = False,
         keep_dense: str | None = None,
         include: str | None = None,
         exclude: str | None = None,
@@ -88,6 +91,8 @@ class RigLCallback(MaskUpdateCallback):
                              " between mask updates).")
         check_fraction("drop_fraction", drop_fraction)
         check_fraction("stop", stop)
+        if not isinstance(allow_dense_layers, bool):
+            raise ValueError(f"allow_dense_layers={allow_dense_layers!r} is not allowed; expected a bool.")
         # The seed and the update step make one 64-bit generator seed per update.
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
             raise ValueError(f"seed={seed!r} is not allowed; expected an int in [0, 2**31).")
@@ -98,6 +103,7 @@ class RigLCallback(MaskUpdateCallback):
         self.update_every = update_every
         self.drop_fraction = drop_fraction
         self.stop = stop
+        self.allow_dense_layers = allow_dense_layers
         self._stop_step = 0
         self._grads: dict[str, torch.Tensor] | None = None
 
@@ -106,6 +112,7 @@ class RigLCallback(MaskUpdateCallback):
         return {**super().config(), "updater": self.updater, "density": self.density,
                 "distribution": self.distribution, "update_every": self.update_every,
                 "drop_fraction": self.drop_fraction, "stop": self.stop, "stop_step": self._stop_step,
+                "allow_dense_layers": self.allow_dense_layers,
                 "seed": self.spec.seed}
 
     @override
@@ -113,7 +120,7 @@ class RigLCallback(MaskUpdateCallback):
         super().prepare(trainer, pl_module)
         for optimizer in trainer.optimizers:
             check_resettable(optimizer, type(self).__name__)
-        if self.distribution == "erk":
+        if self.distribution == "erk" and not self.allow_dense_layers:
             params = dict(pl_module.named_parameters())
             dense = set(self.spec.dense_names(self._names))
             check_erk_fits({n: tuple(params[n].shape) for n in self._names if n not in dense}, self.density)

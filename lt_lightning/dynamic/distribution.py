@@ -37,12 +37,10 @@ def check_erk_fits(shapes: Mapping[str, Sequence[int]], density: float) -> None:
     """Raise ``ValueError`` if ERK at ``density`` would give a layer a density above 1, naming the layer, the density
     ERK would give it and the highest density that fits.
 
-    >>> check_erk_fits({"a": (100, 10), "b": (10, 100), "c": (10, 10)}, 0.6)
+    >>> check_erk_fits({"a": (100, 10), "b": (10, 100), "c": (10, 10)}, 0.6)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: density=0.6 is too high for distribution='erk': ERK would give layer 'c' (10x10) a density of 1.05, \
-above 1. ERK fits every layer up to density=0.5714; use a lower density, distribution='uniform', or keep_dense= for \
-that layer (its weights then stay dense and density applies to the others).
+    ValueError: density=0.6 is too high for distribution='erk': ERK would give layer 'c' (10x10) a density of 1.05, ...
     """
     limit = erk_max_density(shapes)
     if density <= limit:
@@ -51,5 +49,6 @@ that layer (its weights then stay dense and density applies to the others).
     widest = max(shapes, key=lambda n: sum(shapes[n]) / numel[n])
     raise ValueError(f"density={density} is too high for distribution='erk': ERK would give layer {widest!r}"
                      f" ({'x'.join(map(str, shapes[widest]))}) a density of {density / limit:.3g}, above 1. ERK fits"
-                     f" every layer up to density={limit:.4g}; use a lower density, distribution='uniform', or"
-                     " keep_dense= for that layer (its weights then stay dense and density applies to the others).")
+                     f" every layer up to density={limit:.4g}; use a lower density, distribution='uniform', keep_dense= for"
+                     " that layer (dense, with density applying to the others), or allow_dense_layers=True (RigL's"
+                     " rule: such layers are kept dense and the others' densities scaled up to keep density).")

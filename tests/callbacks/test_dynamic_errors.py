@@ -26,6 +26,7 @@ from lt_lightning.zoo import Classifier
     ({"seed": -1}, r"seed=-1 is not allowed; expected an int in \[0, 2\*\*31\)"),
     ({"keep_dense": "out["}, r"keep_dense='out\[' is not a valid regex"),
     ({"save_ticket": "yes"}, r"save_ticket='yes' is not allowed; expected a bool"),
+    ({"allow_dense_layers": 1}, r"allow_dense_layers=1 is not allowed; expected a bool"),
 ])
 def test_rigl_and_set_arguments_checked_at_construction(cls, kwargs, needle):
     with pytest.raises(ValueError, match=needle):
@@ -63,7 +64,7 @@ def test_erk_that_cannot_fit_a_layer(tmp_path, datamodule):
     _fit_raises(tmp_path, datamodule, [RigLCallback(density=0.5)],
                 r"density=0.5 is too high for distribution='erk': ERK would give layer 'model.out.weight' \(10x16\) a"
                 r" density of 1.3, above 1. ERK fits every layer up to density=0.3846; use a lower density,"
-                r" distribution='uniform', or keep_dense=")
+                r" distribution='uniform', keep_dense= for that layer .*, or allow_dense_layers=True")
 
 
 def test_two_mask_changing_callbacks_are_refused_naming_both(tmp_path, datamodule):
@@ -103,10 +104,13 @@ def test_gmp_steps_checked_against_the_training(tmp_path, datamodule):
                 r"end='3ep' \(66 steps\) is beyond the 44 optimizer steps of training")
 
 
-def test_erk_fits_when_the_widest_layer_is_kept_dense(tmp_path, datamodule):
+@pytest.mark.parametrize(("kwargs", "overall"), [({"keep_dense": r"out\."}, 0.5 * 2560 / 2720 + 160 / 2720),
+                                               ({"allow_dense_layers": True}, 0.5)])
+def test_erk_fits_when_the_widest_layer_is_dense(tmp_path, datamodule, kwargs, overall):
     from conftest import make_trainer
 
-    callback = RigLCallback(density=0.5, keep_dense=r"out\.", update_every=5)
-    make_trainer(tmp_path, [callback], max_steps=10).fit(digits_model(), datamodule)
+    callback = RigLCallback(density=0.5, update_every=5, **kwargs)
+    make_trainer(tmp_path, [callback], max_steps=20).fit(digits_model(), datamodule)
     densities = callback.masks.layer_densities()
     assert densities["model.out.weight"] == 1.0 and densities["model.hidden.0.weight"] < 0.5
+    assert callback.masks.density() == pytest.approx(overall, abs=1e-3) and len(callback.updates) == 2  # 5, 10
