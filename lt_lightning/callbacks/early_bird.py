@@ -20,7 +20,7 @@ from lt_lightning.pruning import ScoreContext
 from lt_lightning.pruning.schedule import check_fraction
 from lt_lightning.pruning.spec import PruningSpec
 from lt_lightning.state import to_cpu
-from lt_lightning.step import Step, StepLike
+from lt_lightning.step import Step
 from lt_lightning.ticket import Ticket
 
 #: Beside IMP's tickets: the early-bird ticket.
@@ -64,7 +64,7 @@ class EarlyBirdCallback(Callback):
         density: float,
         distance: float = 0.1,
         window: int = 5,
-        every: StepLike = "1ep",
+        every: int | str = "1ep",
         stop: bool = True,
         allocation: str = "global",
         include: str | None = None,

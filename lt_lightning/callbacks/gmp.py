@@ -16,7 +16,7 @@ from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext, check_density
 from lt_lightning.pruning.schedule import check_fraction
 from lt_lightning.pruning.spec import PruningSpec
-from lt_lightning.step import Step, StepLike
+from lt_lightning.step import Step
 
 
 class GMPCallback(MaskUpdateCallback):
@@ -52,9 +52,9 @@ class GMPCallback(MaskUpdateCallback):
         self,
         initial: float = 1.0,
         final: float = 0.1,
-        start: StepLike = 0,
-        end: StepLike | None = None,
-        every: StepLike = 100,
+        start: int | str = 0,
+        end: int | str | None = None,
+        every: int | str = 100,
         allocation: str = "layerwise",
         keep_dense: str | None = None,
         include: str | None = None,

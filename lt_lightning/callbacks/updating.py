@@ -124,7 +124,7 @@ class MaskUpdateCallback(BaseMaskingCallback):
         old = self.masks
         assert old is not None
         computed = on_rank_zero(trainer, type(self).__name__, lambda: self.updated_masks(trainer, pl_module, step))
-        masks, extra = computed if computed is not None else (None, None)
+        masks, extra = computed or (None, None)
         new = self.set_masks(trainer, pl_module, masks)
         changes = mask_changes(old, new)
         grown = {n: new[n] & ~old[n] for n, count in changes["grown"].items() if count}

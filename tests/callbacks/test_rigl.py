@@ -17,6 +17,7 @@ from lt_lightning.dynamic import cosine_drop_fraction
 from lt_lightning.masks import Masks
 from lt_lightning.pruning import erk_densities
 from lt_lightning.pruning.allocation import _counts
+from lt_lightning.step import Step
 
 NAMES = ["model.hidden.0.weight", "model.hidden.1.weight", "model.out.weight"]
 SHAPES = {"model.hidden.0.weight": (32, 64), "model.hidden.1.weight": (16, 32), "model.out.weight": (10, 16)}
@@ -217,3 +218,24 @@ def test_resume_with_other_arguments_is_refused(tmp_path):
                                          r" 10 in the checkpoint, 5 now"):
         _resumable_run(tmp_path, lambda: RigLCallback(density=0.1, update_every=5),
                        ckpt_path=tmp_path / "ckpt" / "step=15.ckpt")
+
+
+@pytest.mark.parametrize(("class_path", "init_args"), [
+    ("lt_lightning.RigLCallback", {"density": 0.2, "distribution": "uniform", "update_every": 50, "keep_dense": "out"}),
+    ("lt_lightning.SETCallback", {"density": 0.05, "allow_dense_layers": True}),
+    ("lt_lightning.GMPCallback", {"final": 0.2, "start": "1ep", "end": "500it", "every": 50}),
+    ("lt_lightning.EarlyBirdCallback", {"density": 0.1, "every": "2ep", "stop": False}),
+])
+def test_callbacks_are_written_in_yaml(class_path, init_args):
+    import yaml
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.callbacks import Callback as LightningCallback
+
+    parser = ArgumentParser()
+    parser.add_argument("--callback", type=LightningCallback)
+    config = parser.parse_string(yaml.safe_dump({"callback": {"class_path": class_path, "init_args": init_args}}))
+    callback = parser.instantiate(config).callback
+    assert type(callback).__name__ == class_path.split(".")[-1]
+    for name, value in init_args.items():
+        held = getattr(callback, name) if hasattr(callback, name) else getattr(callback.spec, name)
+        assert held == (Step.parse(value) if isinstance(held, Step) else value), name
