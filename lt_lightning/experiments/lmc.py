@@ -307,6 +307,8 @@ def read_start(source: str | os.PathLike | Snapshot, step: int | None = None, ti
     - a ticket file (``tickets/round_NN.pt``, ``rewind_point.pt``): its weights and masks at its ``rewind_step``
       (weights only: the copies start with fresh optimizer states).
 
+    Masks saved in a checkpoint (a masking callback's) are not read: give the ticket as ``ticket``.
+
     ``step``, when given, must be the state's step (it is required for a ticket that does not record one);
     ``ticket`` adds a ticket's masks to a dense state. ``ValueError`` naming the file otherwise.
     """
@@ -454,11 +456,17 @@ class _Evaluation:
             batches = list(islice(iter(owner.train_dataloader()), count))
         return [move_data_to_device(b, self.module.device) for b in batches]
 
+    def bn_batches(self, bn_batches: int | None) -> int:
+        """How many training batches re-estimate BatchNorm statistics: ``bn_batches``, or by default 10 when the
+        module has BatchNorm layers with running statistics and 0 otherwise."""
+        if bn_batches is not None:
+            return bn_batches
+        return _BN_BATCHES if any(isinstance(m, _BatchNorm) and m.track_running_stats for m in self.module.modules()) \
+            else 0
+
     def curve(self, state_a: Snapshot, state_b: Snapshot, points: int, masks: Masks | None,
-              bn_batches: int | None) -> list[dict[str, float]]:
-        has_bn = any(isinstance(m, _BatchNorm) and m.track_running_stats for m in self.module.modules())
-        count = (_BN_BATCHES if has_bn else 0) if bn_batches is None else bn_batches
-        batches = self.train_batches(count) if count else None
+              bn_batches: int) -> list[dict[str, float]]:
+        batches = self.train_batches(bn_batches) if bn_batches else None
         with _quiet_lightning():
             return interpolate(self.module, state_a.model, state_b.model, self.evaluate, points, masks=masks,
                                bn_batches=batches)
@@ -496,6 +504,7 @@ def _result(evaluation: _Evaluation, trainings: Sequence[Training], seeds: Seque
             masks: Masks | None, bn_batches: int | None, key: str, threshold: float, start: str,
             ticket: str | None) -> dict[str, Any]:
     ends = [load_snapshot(t.outputs[0]) for t in trainings]
+    bn_batches = evaluation.bn_batches(bn_batches)
     curve = evaluation.curve(ends[0], ends[1], points, masks, bn_batches)
     barrier = error_barrier(curve, key)
     loss_key = re.sub(r"err(or)?", "loss", key, count=1)
@@ -518,6 +527,7 @@ def _result(evaluation: _Evaluation, trainings: Sequence[Training], seeds: Seque
         "start": start,
         "ticket": ticket,
         "points": points,
+        "bn_batches": bn_batches,
         "curve": curve,
     }
 

@@ -265,6 +265,34 @@ def test_modules_without_validation_are_refused_by_name(tmp_path):
     assert not os.path.exists(tmp_path / "a" / "start")
 
 
+def test_batchnorm_statistics_are_reestimated_at_every_point_by_default(tmp_path, recwarn):
+    from lmc_modules import BatchNormClassifier
+
+    from lt_lightning.analysis import reestimate_batchnorm
+
+    config = _config(max_steps=6)
+    config["model"]["class_path"] = "lmc_modules.BatchNormClassifier"
+    result = instability(config, step=2, points=3, out=tmp_path / "out", echo=lambda _: None)
+    assert result["bn_batches"] == 10
+    assert not [w for w in recwarn if "running statistics are interpolated" in str(w.message)]
+    data = DigitsDataModule(batch_size=64)
+    data.setup("fit")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        batches = list(iter(data.train_dataloader()))[:10]
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=2)
+    for point, seed in ((result["curve"][0], 1), (result["curve"][-1], 2)):
+        module = BatchNormClassifier(model="mlp", model_kwargs=MLP)
+        module.load_state_dict(load_snapshot(tmp_path / "out" / f"copy_seed{seed}" / "end.pt").model)
+        reestimate_batchnorm(module, batches)
+        (own,) = trainer.validate(module, DigitsDataModule(batch_size=64), verbose=False)
+        assert {k: v for k, v in point.items() if k != "alpha"} == error_metrics(own)
+    with pytest.warns(UserWarning, match="running statistics are interpolated"):
+        plain = instability(config, step=2, points=3, bn_batches=0, out=tmp_path / "out", echo=lambda _: None)
+    assert plain["bn_batches"] == 0 and plain["curve"][0] != result["curve"][0]
+
+
 # -- start states ----------------------------------------------------------------------------------------------------
 
 
