@@ -35,9 +35,10 @@ class RigLCallback(MaskUpdateCallback):
     ``"uniform"`` (the same density in every layer). Then after every ``update_every``-th optimizer step before
     ``stop`` of training, each layer drops its ``int(f * kept)`` kept weights of smallest magnitude and grows as many
     where the magnitude of the dense gradient of that step is largest, ``f`` decaying by a cosine from
-    ``drop_fraction`` to 0 at ``stop``. Layer densities stay exact. Grown weights start at zero, and so does their
-    optimizer state (momentum, Adam's moments, any state tensor shaped like the parameter); optimizers without a
-    state per weight (LBFGS, Rprop, Adafactor) are refused before training.
+    ``drop_fraction`` to 0 at ``stop``. The update follows that step's optimizer step, from its weights and gradients
+    (RigL's reference code skips the optimizer step of an update step instead). Layer densities stay exact. Grown
+    weights start at zero, and so does their optimizer state (momentum, Adam's moments, any state tensor shaped like
+    the parameter); optimizers without a state per weight (LBFGS, Rprop, Adafactor) are refused before training.
 
     Cost: the gradient of pruned weights is computed by backward anyway (masks zero weights, not gradients); only on
     update steps is it read (copied once, on rank zero). Masks are computed on rank zero and broadcast; checkpoints
@@ -52,7 +53,8 @@ class RigLCallback(MaskUpdateCallback):
         distribution: ``"erk"`` or ``"uniform"`` layer densities. ERK gives small layers higher densities; a density
             at which it would give a layer more than 1 is refused unless ``allow_dense_layers``.
         update_every: optimizer steps between mask updates, >= 1.
-        drop_fraction: fraction of each layer's kept weights rewired at the first update, in (0, 1).
+        drop_fraction: fraction of each layer's kept weights rewired by an update at step 0 (decayed by a cosine to
+            0 at ``stop``), in (0, 1).
         stop: fraction of training (of ``trainer.estimated_stepping_batches``) after which the masks stay fixed, in
             (0, 1).
         allow_dense_layers: where ERK would give a layer a density above 1, keep that layer dense and scale the
