@@ -90,6 +90,7 @@ _ACCURACY = re.compile(r"(?<![^/_.])(accuracy|acc)(?![^/_.])")
 _REPLACED = (IMPCallback, RewindCallback, PruneAtInitCallback, RecordCallback, SnapshotCallback, TrainFromCallback,
              DataOrderCallback)
 _BN_BATCHES = 10
+_BUILT = ("seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler")
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -314,17 +315,18 @@ def read_start(source: str | os.PathLike | Snapshot, step: int | None = None, ti
     """
     if ticket is not None:
         load_ticket(ticket)  # a missing or foreign file fails here, naming it
+        ticket = os.path.abspath(ticket)  # the copies' configs name it, wherever a launcher runs them
     if isinstance(source, Snapshot):
         return _checked_step(Start(source, ticket, "the given Snapshot"), step)
-    path = os.fspath(source)
+    path = os.path.abspath(os.fspath(source))
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"start state {path!r} does not exist.")
+        raise FileNotFoundError(f"start state {os.fspath(source)!r} does not exist.")
     data = torch.load(path, map_location="cpu", weights_only=False)
     kind = data.get("format") if isinstance(data, dict) else None
     if kind == SNAPSHOT_FORMAT:
         return _checked_step(Start(load_snapshot(path), ticket, path), step)
     if isinstance(kind, str) and kind.startswith("lt-lightning-ticket/"):
-        if ticket is not None and os.path.abspath(ticket) != os.path.abspath(path):
+        if ticket is not None and ticket != path:
             raise ValueError(f"the start {path!r} is a ticket, with masks of its own; ticket={ticket!r} would give"
                              " others: pass the ticket as the start, or a dense state with ticket=.")
         loaded = load_ticket(path)
@@ -428,7 +430,9 @@ class _Evaluation:
 
     def __init__(self, config: dict[str, Any], out: str, cli: type[LightningCLI], key: str,
                  accuracy_scale: float, name: str) -> None:
-        evaluation = _fit_config(config, out, name, [])
+        # Only what builds the module, data and Trainer: a saved run config also holds the arguments of `fit` itself
+        # (ckpt_path, weights_only), which a LightningCLI without a subcommand does not take.
+        evaluation = {k: v for k, v in _fit_config(config, out, name, []).items() if k in _BUILT}
         evaluation["trainer"].update(callbacks=[], enable_checkpointing=False, enable_progress_bar=False,
                                      enable_model_summary=False)
         path = os.path.join(out, "evaluation.yaml")
@@ -590,6 +594,7 @@ def instability(
     if begin is None:
         if ticket is not None:
             load_ticket(ticket)
+            ticket = os.path.abspath(ticket)
         label = str(Step.parse(0 if step is None else step))
     else:
         label = f"{begin.snapshot.step}it"

@@ -416,8 +416,10 @@ def test_cli_instability_from_yaml_and_dry_run_for_launchers(tmp_path, capsys, m
     monkeypatch.setattr(sys, "argv", ["lt-lightning"])
     config = _config(max_steps=12)
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "logs")
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(tmp_path / "fit.yaml")]) == 0
+    path = tmp_path / "logs" / "lightning_logs" / "version_0" / "config.yaml"  # as LightningCLI saved it
+    assert {"ckpt_path", "weights_only"} <= set(yaml.safe_load(path.read_text()))
     out = tmp_path / "out"
     args = ["instability", "--config", str(path), "--step", "2", "--points", "3", "--seeds", "4", "5", "--out", str(out)]
     assert main([*args, "--dry-run"]) == 0
