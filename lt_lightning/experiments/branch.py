@@ -13,24 +13,20 @@ sequence, and a branch whose ``result.json`` exists is done.
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
-import logging
 import math
 import os
 import shlex
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 from lt_lightning.callbacks import BaseMaskingCallback, IMPCallback, RewindCallback
 from lt_lightning.controls import CONTROLS, init_file
+from lt_lightning.experiments.configs import config_callbacks, config_is, logger_into, quiet_lightning
 from lt_lightning.records import RESULT_FILE, RoundRecord, branch_dir, load_history, read_result
 from lt_lightning.ticket import load_ticket
 
@@ -130,7 +126,7 @@ def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
             config = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as err:
         raise ValueError(f"{path!r} is not readable YAML ({err}).") from err
-    if not isinstance(config, dict) or not any(_is(c, IMPCallback) for c in _callbacks(config)):
+    if not isinstance(config, dict) or not any(config_is(c, IMPCallback) for c in config_callbacks(config)):
         raise ValueError(f"{path!r} configures no IMPCallback: it is not the config of an IMP run.")
     return config
 
@@ -145,12 +141,12 @@ def branch_config(run: dict[str, Any], branch: Branch, history: Sequence[RoundRe
         config["ckpt_path"] = None  # the run may have been resumed; a branch starts afresh
     trainer = config.setdefault("trainer", {})
     callbacks, modes = [], None
-    for spec in _callbacks(config):
-        if _is(spec, IMPCallback):
+    for spec in config_callbacks(config):
+        if config_is(spec, IMPCallback):
             modes = (spec.get("init_args") or {}).get("modes")
-        if _is(spec, (IMPCallback, RewindCallback, BaseMaskingCallback)):
+        if config_is(spec, (IMPCallback, RewindCallback, BaseMaskingCallback)):
             continue
-        if _is(spec, ModelCheckpoint) and (spec.get("init_args") or {}).get("dirpath"):
+        if config_is(spec, ModelCheckpoint) and (spec.get("init_args") or {}).get("dirpath"):
             spec = {**spec, "init_args": {**spec["init_args"], "dirpath": os.path.join(branch.dir, "checkpoints")}}
         callbacks.append(spec)
     callbacks.append({"class_path": "lt_lightning.MaskingCallback",
@@ -160,7 +156,7 @@ def branch_config(run: dict[str, Any], branch: Branch, history: Sequence[RoundRe
                                     "modes": modes}})
     trainer["callbacks"] = callbacks
     trainer["default_root_dir"] = branch.dir
-    trainer["logger"] = _logger(trainer.get("logger"), branch)
+    trainer["logger"] = logger_into(trainer.get("logger"), branch.dir, str(branch))
     return config
 
 
@@ -195,7 +191,7 @@ def run_branches(
             continue
         started = time.perf_counter()
         try:
-            with _quiet_lightning():
+            with quiet_lightning():
                 fit(["fit", "--config", branch.config])
         except Exception as err:
             raise RuntimeError(f"{head} failed ({type(err).__name__}: {err}); its config is {branch.config}. Branches"
@@ -213,19 +209,6 @@ def _summary(record: RoundRecord) -> str:
     return f"{record.monitor} {value:.4g}" if value is not None and math.isfinite(value) else f"{record.monitor} n/a"
 
 
-@contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
 def _ticket_file(run_dir: str, record: RoundRecord) -> str:
     """The round's ticket, in the run's ``tickets/`` folder (the history may hold a path relative to where the run
     was started)."""
@@ -235,48 +218,3 @@ def _ticket_file(run_dir: str, record: RoundRecord) -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"round {record.round}'s ticket {path!r} does not exist.")
     return path
-
-
-def _callbacks(config: dict[str, Any]) -> list[Any]:
-    callbacks = (config.get("trainer") or {}).get("callbacks") or []
-    return list(callbacks) if isinstance(callbacks, list) else [callbacks]
-
-
-def _class(spec: Any) -> type | None:
-    """The class a ``{class_path: ...}`` entry names, or ``None`` where it cannot be imported here."""
-    path = spec.get("class_path") if isinstance(spec, dict) else None
-    if not isinstance(path, str):
-        return None
-    module, _, name = path.rpartition(".")
-    # LightningCLI also takes the bare names of Lightning's own callbacks and loggers.
-    for where in [module] if module else ["lightning.pytorch.callbacks", "lightning.pytorch.loggers", "lt_lightning"]:
-        try:
-            found = getattr(importlib.import_module(where), name)
-        except (ImportError, AttributeError):
-            continue
-        return found if inspect.isclass(found) else None
-    return None
-
-
-def _is(spec: Any, types: type | tuple[type, ...]) -> bool:
-    cls = _class(spec)
-    return cls is not None and issubclass(cls, types)
-
-
-def _logger(spec: Any, branch: Branch) -> Any:
-    """The run's logger(s) writing into the branch's folder. ``None``/``True`` (Lightning's default logger) and
-    ``False`` follow ``default_root_dir`` or log nothing as they are."""
-    if isinstance(spec, list):
-        return [_logger(s, branch) for s in spec]
-    cls = _class(spec)
-    if cls is None:
-        return spec
-    args = dict(spec.get("init_args") or {})
-    if "save_dir" in inspect.signature(cls).parameters:
-        args["save_dir"] = branch.dir
-    if issubclass(cls, (CSVLogger, TensorBoardLogger)):
-        args.update(name="", version="logs")  # logs in <branch>/logs
-    elif issubclass(cls, WandbLogger):
-        args.pop("id", None)  # a run of its own, never the IMP run's
-        args.update(name=str(branch), version=None)
-    return {**spec, "init_args": args}

@@ -55,7 +55,7 @@ from lt_lightning.callbacks import (
     RecordCallback,
     RewindCallback,
 )
-from lt_lightning.experiments.branch import _callbacks, _is, _logger, _quiet_lightning
+from lt_lightning.experiments.configs import config_callbacks, config_is, logger_into, quiet_lightning
 from lt_lightning.experiments.copies import (
     SNAPSHOT_FORMAT,
     DataOrderCallback,
@@ -209,17 +209,6 @@ class Training:
         return f"lt-lightning fit --config {shlex.quote(self.config)}"
 
 
-@dataclass(frozen=True)
-class _Named:
-    """What ``branch._logger`` reads of a branch: the folder its logs go to and a run name."""
-
-    dir: str
-    name: str
-
-    def __str__(self) -> str:
-        return self.name
-
-
 def _fit_config(config: dict[str, Any], folder: str, name: str, callbacks: Sequence[dict[str, Any]],
                 seed: int | None = None, keep_masking: bool = True) -> dict[str, Any]:
     """``config`` with the experiment callbacks (IMP, rewind, prune-at-init, records, ours) replaced by
@@ -232,15 +221,15 @@ def _fit_config(config: dict[str, Any], folder: str, name: str, callbacks: Seque
         out["ckpt_path"] = None
     trainer = out["trainer"]
     kept = []
-    for spec in _callbacks(out):
-        if _is(spec, _REPLACED) or (_is(spec, BaseMaskingCallback) and not (keep_masking and _is(spec, MaskingCallback))):
+    for spec in config_callbacks(out):
+        if config_is(spec, _REPLACED) or (config_is(spec, BaseMaskingCallback) and not (keep_masking and config_is(spec, MaskingCallback))):
             continue
-        if _is(spec, ModelCheckpoint) and (spec.get("init_args") or {}).get("dirpath"):
+        if config_is(spec, ModelCheckpoint) and (spec.get("init_args") or {}).get("dirpath"):
             spec = {**spec, "init_args": {**spec["init_args"], "dirpath": os.path.join(folder, "checkpoints")}}
         kept.append(spec)
     trainer["callbacks"] = kept + list(callbacks)
     trainer["default_root_dir"] = folder
-    trainer["logger"] = _logger(trainer.get("logger"), _Named(folder, name))
+    trainer["logger"] = logger_into(trainer.get("logger"), folder, name)
     return out
 
 
@@ -269,7 +258,7 @@ def _run(trainings: Sequence[Training], cli: type[LightningCLI], echo: Callable[
             continue
         started = time.perf_counter()
         try:
-            with warnings.catch_warnings(), _quiet_lightning():
+            with warnings.catch_warnings(), quiet_lightning():
                 # Each fit gets its own arguments; sys.argv holds the analysis' command line.
                 warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
                 _cli(cli, ["fit", "--config", training.config], run=True)
@@ -437,13 +426,13 @@ class _Evaluation:
                                      enable_model_summary=False)
         path = os.path.join(out, "evaluation.yaml")
         atomic_write_text(path, yaml.safe_dump(evaluation, sort_keys=False))
-        with warnings.catch_warnings(), _quiet_lightning():
+        with warnings.catch_warnings(), quiet_lightning():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             built = _cli(cli, ["--config", path], run=False)
         self.module, self.datamodule, self.trainer = built.model, built.datamodule, built.trainer
         self.evaluate = validation_evaluator(self.trainer, self.module, self.datamodule,
                                              accuracy_scale=accuracy_scale)
-        with _quiet_lightning():
+        with quiet_lightning():
             self.probe = self.evaluate(self.module)
         if key not in self.probe:
             raise ValueError(f"key={key!r} is not among the metrics {type(self.module).__name__}'s validation gives:"
@@ -471,7 +460,7 @@ class _Evaluation:
     def curve(self, state_a: Snapshot, state_b: Snapshot, points: int, masks: Masks | None,
               bn_batches: int) -> list[dict[str, float]]:
         batches = self.train_batches(bn_batches) if bn_batches else None
-        with _quiet_lightning():
+        with quiet_lightning():
             return interpolate(self.module, state_a.model, state_b.model, self.evaluate, points, masks=masks,
                                bn_batches=batches)
 
@@ -693,7 +682,7 @@ def rewind_search(
             load_history(run)  # a folder without a history fails here, naming it
             if not Step.parse(label).epochs:  # steps in epochs are known once the first training starts
                 _ticket_verdict(run, Step.parse(label).iterations, key, accuracy_scale, density, eps)
-    if run_imp and not any(_is(spec, IMPCallback) for spec in _callbacks(config)):
+    if run_imp and not any(config_is(spec, IMPCallback) for spec in config_callbacks(config)):
         raise ValueError("run_imp=True runs the config's IMPCallback once per step, and the config has none: add"
                          " one (lt_lightning.IMPCallback) or pass finished runs as imp_runs.")
     out = os.path.abspath(os.fspath(out if out is not None else os.path.join(
@@ -742,8 +731,8 @@ def rewind_search(
 def _imp_training(config: dict[str, Any], label: str, density: float | None, folder: str
                   ) -> tuple[Training, dict[str, Any]]:
     callbacks = [{"class_path": "lt_lightning.RewindCallback", "init_args": {"step": label}}]
-    for spec in _callbacks(config):
-        if _is(spec, IMPCallback):
+    for spec in config_callbacks(config):
+        if config_is(spec, IMPCallback):
             args = {**(spec.get("init_args") or {}), "dirpath": folder}
             if density is not None:
                 args["target_density"] = density

@@ -1,0 +1,81 @@
+"""Reading and rewriting the LightningCLI configs of a run, shared by the experiments that derive fits from it."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's info messages held back (many fits in a row would repeat them), restored after."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def config_callbacks(config: dict[str, Any]) -> list[Any]:
+    """The ``trainer.callbacks`` entries of a config, as a list.
+
+    >>> config_callbacks({"trainer": {"callbacks": {"class_path": "EarlyStopping"}}})
+    [{'class_path': 'EarlyStopping'}]
+    """
+    callbacks = (config.get("trainer") or {}).get("callbacks") or []
+    return list(callbacks) if isinstance(callbacks, list) else [callbacks]
+
+
+def config_class(spec: Any) -> type | None:
+    """The class a ``{class_path: ...}`` entry names, or ``None`` where it cannot be imported here.
+
+    >>> config_class({"class_path": "ModelCheckpoint"}).__name__
+    'ModelCheckpoint'
+    """
+    path = spec.get("class_path") if isinstance(spec, dict) else None
+    if not isinstance(path, str):
+        return None
+    module, _, name = path.rpartition(".")
+    # LightningCLI also takes the bare names of Lightning's own callbacks and loggers.
+    for where in [module] if module else ["lightning.pytorch.callbacks", "lightning.pytorch.loggers", "lt_lightning"]:
+        try:
+            found = getattr(importlib.import_module(where), name)
+        except (ImportError, AttributeError):
+            continue
+        return found if inspect.isclass(found) else None
+    return None
+
+
+def config_is(spec: Any, types: type | tuple[type, ...]) -> bool:
+    """Whether a config entry names a subclass of ``types``."""
+    cls = config_class(spec)
+    return cls is not None and issubclass(cls, types)
+
+
+def logger_into(spec: Any, folder: str, name: str) -> Any:
+    """The run's logger(s), writing into ``folder`` under the run name ``name``. ``None``/``True`` (Lightning's default
+    logger) and ``False`` follow ``default_root_dir`` or log nothing as they are."""
+    if isinstance(spec, list):
+        return [logger_into(s, folder, name) for s in spec]
+    cls = config_class(spec)
+    if cls is None:
+        return spec
+    args = dict(spec.get("init_args") or {})
+    if "save_dir" in inspect.signature(cls).parameters:
+        args["save_dir"] = folder
+    if issubclass(cls, (CSVLogger, TensorBoardLogger)):
+        args.update(name="", version="logs")  # logs in <folder>/logs
+    elif issubclass(cls, WandbLogger):
+        args.pop("id", None)  # a run of its own, never the one the config was saved from
+        args.update(name=name, version=None)
+    return {**spec, "init_args": args}
