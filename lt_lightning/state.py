@@ -6,12 +6,20 @@ A snapshot is plain data (dicts, lists, numbers, CPU tensors), so it can live in
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import nn
+
+from lt_lightning.files import atomic_torch_save
+from lt_lightning.step import Step, StepLike
+
+#: State files hold a Snapshot. Like Lightning checkpoints they are read with ``weights_only=False`` (scheduler states
+#: may hold any picklable value): load only files you trust.
+SNAPSHOT_FORMAT = "lt-lightning-snapshot/1"
 
 
 def to_cpu(obj: Any) -> Any:
@@ -123,3 +131,29 @@ def relative_distance(module: nn.Module, start: Mapping[str, torch.Tensor], mask
         diff += float((param - w0).float().pow(2).sum())
         norm += float(w0.float().pow(2).sum())
     return (diff / norm) ** 0.5 if norm else None
+
+
+def save_snapshot(snapshot: Snapshot, path: str | os.PathLike) -> None:
+    """Write ``snapshot`` to ``path`` atomically (parent folders are created)."""
+    atomic_torch_save({"format": SNAPSHOT_FORMAT, **snapshot.state_dict()}, path)
+
+
+def load_snapshot(path: str | os.PathLike) -> Snapshot:
+    """Read a file written by :func:`save_snapshot`; ``ValueError`` naming the file if it is not one."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"state file {path!r} does not exist.")
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
+        raise ValueError(f"{path!r} is not an lt-lightning state file (format {SNAPSHOT_FORMAT!r}).")
+    return Snapshot.from_state_dict({k: v for k, v in data.items() if k != "format"})
+
+
+def snapshot_file(dirpath: str | os.PathLike, step: StepLike) -> str:
+    """Where :class:`SnapshotCallback` writes the state at ``step``: ``dirpath/step_<step>.pt``, the step spelled as
+    in the config (``500it``, ``2ep``), so that the name is known before the fit resolves epochs to steps.
+
+    >>> snapshot_file("start", 500), snapshot_file("start", "2ep")
+    ('start/step_500it.pt', 'start/step_2ep.pt')
+    """
+    return os.path.join(os.fspath(dirpath), f"step_{Step.parse(step)}.pt")

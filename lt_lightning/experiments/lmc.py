@@ -8,9 +8,9 @@ the global RNG: dropout, augmentation); their *error barrier* (:func:`lt_lightni
 highest error on the straight line between them minus the mean of the ends' errors) is the instability, and the
 network is *stable* at ``k`` when it is below ``threshold`` (2 points of error by default). A ticket's copies keep
 its masks. :func:`instability` reads the same LightningCLI config as ``lt-lightning fit`` (``trainer``, ``model``,
-``data``); every training is a plain ``lt-lightning fit --config FILE`` of it with the callbacks of
-:mod:`lt_lightning.experiments.copies`, so a launcher can run them (``dry_run``), and a training whose output exists
-is not run again.
+``data``); every training is a plain ``lt-lightning fit --config FILE`` of it with the callbacks
+``SnapshotCallback``, ``TrainFromCallback`` and ``DataOrderCallback``, so a launcher can run them (``dry_run``), and a
+training whose output exists is not run again.
 
 **Rewind-point search** (:func:`rewind_search`): the instability of the dense network at each of a list of steps
 (one training to the last step saves every start state), and, given IMP runs rewound to each step, whether their
@@ -55,22 +55,15 @@ from lt_lightning.callbacks import (
     RecordCallback,
     RewindCallback,
 )
+from lt_lightning.callbacks.data_order import DataOrderCallback
+from lt_lightning.callbacks.snapshot import SnapshotCallback
+from lt_lightning.callbacks.train_from import TrainFromCallback, check_state
 from lt_lightning.experiments.configs import config_callbacks, config_is, logger_into, quiet_lightning
-from lt_lightning.experiments.copies import (
-    SNAPSHOT_FORMAT,
-    DataOrderCallback,
-    SnapshotCallback,
-    TrainFromCallback,
-    check_state,
-    load_snapshot,
-    save_snapshot,
-    snapshot_file,
-)
 from lt_lightning.files import atomic_write_text
 from lt_lightning.masks import Masks
 from lt_lightning.records import HISTORY_FILE, RoundRecord, load_history
 from lt_lightning.reporting.lmc import INSTABILITY_FILE, SEARCH_FILE, log_instability, log_rewind_search
-from lt_lightning.state import Snapshot
+from lt_lightning.state import SNAPSHOT_FORMAT, Snapshot, load_snapshot, save_snapshot, snapshot_file
 from lt_lightning.step import Step, StepLike
 from lt_lightning.ticket import load_ticket
 
@@ -290,7 +283,7 @@ class Start:
 def read_start(source: str | os.PathLike | Snapshot, step: int | None = None, ticket: str | None = None) -> Start:
     """The state at step k in ``source``:
 
-    - a :class:`~lt_lightning.state.Snapshot`, or a state file (:func:`~lt_lightning.experiments.copies.save_snapshot`);
+    - a :class:`~lt_lightning.state.Snapshot`, or a state file (:func:`~lt_lightning.state.save_snapshot`);
     - a Lightning checkpoint: its ``RewindCallback`` snapshot if it has one (an IMP run's rewind point, with the
       optimizer state of step k), else the checkpoint's own state at its global step (a ``ModelCheckpoint`` of a
       plain fit). A checkpoint of an IMP run without a rewind snapshot is refused (its step counts rounds);
@@ -471,9 +464,9 @@ def _copies(config: dict[str, Any], start_file: str, ticket: str | None, seeds: 
     for seed in seeds:
         folder = os.path.join(out, f"copy_seed{seed}")
         end = os.path.join(folder, "end.pt")
-        callbacks = [{"class_path": "lt_lightning.experiments.copies.TrainFromCallback",
+        callbacks = [{"class_path": "lt_lightning.callbacks.TrainFromCallback",
                       "init_args": {"state": start_file, "save_to": end}},
-                     {"class_path": "lt_lightning.experiments.copies.DataOrderCallback", "init_args": {"seed": seed}}]
+                     {"class_path": "lt_lightning.callbacks.DataOrderCallback", "init_args": {"seed": seed}}]
         if ticket is not None:
             callbacks.append({"class_path": "lt_lightning.MaskingCallback",
                               "init_args": {"ticket": ticket, "ticket_weights": False}})
@@ -486,7 +479,7 @@ def _copies(config: dict[str, Any], start_file: str, ticket: str | None, seeds: 
 def _parent(config: dict[str, Any], steps: Sequence[StepLike], out: str) -> tuple[Training, dict[str, Any]]:
     """The training from the config's initialization that saves the states at ``steps`` in ``out/start``."""
     folder = os.path.join(out, "start")
-    callbacks = [{"class_path": "lt_lightning.experiments.copies.SnapshotCallback",
+    callbacks = [{"class_path": "lt_lightning.callbacks.SnapshotCallback",
                   "init_args": {"steps": [str(Step.parse(s)) for s in steps], "dirpath": folder}}]
     training = Training("training to the start state" + ("s" if len(steps) > 1 else ""),
                         os.path.join(folder, "parent.yaml"), tuple(snapshot_file(folder, s) for s in steps))

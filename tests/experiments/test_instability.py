@@ -19,15 +19,8 @@ from lightning.pytorch.callbacks import Callback
 
 from lt_lightning import RewindCallback
 from lt_lightning.analysis import error_barrier
+from lt_lightning.callbacks import DataOrderCallback, SnapshotCallback, TrainFromCallback
 from lt_lightning.cli import main
-from lt_lightning.experiments.copies import (
-    DataOrderCallback,
-    SnapshotCallback,
-    TrainFromCallback,
-    load_snapshot,
-    save_snapshot,
-    snapshot_file,
-)
 from lt_lightning.experiments.lmc import (
     check_validation,
     error_metrics,
@@ -38,7 +31,7 @@ from lt_lightning.experiments.lmc import (
 )
 from lt_lightning.masks import Masks
 from lt_lightning.records import read_history
-from lt_lightning.state import Snapshot
+from lt_lightning.state import Snapshot, load_snapshot, save_snapshot, snapshot_file
 from lt_lightning.ticket import Ticket
 from lt_lightning.zoo import DigitsDataModule
 
