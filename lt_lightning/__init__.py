@@ -25,6 +25,7 @@ _EXPORTS = {
     "RewindCallback": "lt_lightning.callbacks",
     "RigLCallback": "lt_lightning.callbacks",
     "SETCallback": "lt_lightning.callbacks",
+    "SupermaskCallback": "lt_lightning.callbacks",
     "Masks": "lt_lightning.masks",
     "select_parameters": "lt_lightning.masks",
     "PruningSpec": "lt_lightning.pruning.spec",

@@ -216,13 +216,17 @@ def report(run_dirs: str | Sequence[str], out: str | None = None, metric: str | 
 
 
 def inspect_ticket(path: str) -> str:
-    """A ticket's densities (global and per layer, with shapes and counts) and its metadata, as text."""
-    ticket = load_ticket(path)
+    """A ticket's densities (global and per layer, with shapes and counts) and its metadata, as text; for a binary
+    ticket (biprop's, bit-packed), also its size against the dense float32 model."""
+    from lt_lightning.supermask.binary import read_ticket
+
+    ticket, binary = read_ticket(path)
     masks = ticket.masks
     width = max((len(n) for n in masks), default=0)
     lines = [f"ticket: {path}",
              f"density: {masks.density():.6g} ({masks.kept():,} of {masks.numel():,} prunable weights kept,"
              f" {100 * masks.density():.3g}%)",
+             *([f"{binary.summary()}; file {os.path.getsize(path):,} bytes"] if binary is not None else []),
              "layers:"]
     for name, mask in masks.items():
         kept = int(mask.sum())

@@ -12,11 +12,12 @@ from lt_lightning.callbacks.rewind import RewindCallback
 from lt_lightning.callbacks.rigl import RigLCallback
 from lt_lightning.callbacks.snapshot import SnapshotCallback
 from lt_lightning.callbacks.sparse_evolutionary import SETCallback
+from lt_lightning.callbacks.supermask import SupermaskCallback
 from lt_lightning.callbacks.train_from import TrainFromCallback
 from lt_lightning.callbacks.updating import MaskUpdateCallback
 
 __all__ = [
     "BaseMaskingCallback", "DataOrderCallback", "EarlyBirdCallback", "GMPCallback", "IMPCallback",
     "MaskUpdateCallback", "MaskingCallback", "PruneAtInitCallback", "RecordCallback", "RewindCallback",
-    "RigLCallback", "SETCallback", "SnapshotCallback", "TrainFromCallback"
+    "RigLCallback", "SETCallback", "SnapshotCallback", "SupermaskCallback", "TrainFromCallback"
 ]

@@ -12,7 +12,9 @@ Private internals used (checked against lightning 2.4 to 2.6):
 - ``Timer._duration``: a time limit would stop the experiment mid-round;
 - ``_MultiProcessingLauncher``: under ddp_spawn the launching process gets rank zero's results through a file;
 - the documented ``-1`` return of ``LightningModule.on_train_batch_start`` (end the epoch now), installed on the
-  module instance for the fit.
+  module instance for the fit;
+- ``configure_model`` found on the module instance by Lightning's ``is_overridden`` (a supermask prepares the module
+  right after it, before the optimizer is built).
 """
 
 from __future__ import annotations
@@ -154,6 +156,22 @@ def release_step_schedulers(trainer: pl.Trainer) -> None:
         held = config.__dict__.pop("_lt_held_frequency", None)
         if held is not None:
             config.frequency = held
+
+
+def after_configure_model(pl_module: pl.LightningModule, action: Callable[[], None]) -> None:
+    """Run ``action()`` once, right after the module's ``configure_model`` hook: every layer exists by then (made in
+    ``__init__``, ``setup()`` or ``configure_model()``), no checkpoint is restored yet and no optimizer is built.
+    Lightning calls the hook only when ``is_overridden`` finds one on the module, and an instance attribute counts:
+    the wrapper is installed on the instance (and removed when it runs) whether or not the class overrides it."""
+    pl_module.__dict__.pop("configure_model", None)
+    original = pl_module.configure_model
+
+    def configure_model() -> None:
+        del pl_module.configure_model
+        original()
+        action()
+
+    pl_module.configure_model = configure_model  # type: ignore[method-assign]
 
 
 def intercept_stop_requests(trainer: pl.Trainer, handler: Callable[[], None]) -> None:
