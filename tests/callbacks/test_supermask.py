@@ -242,6 +242,26 @@ def test_refused_before_the_first_step(tmp_path, datamodule):
         assert trainer.global_step == 0
 
 
+class BuiltLate(Classifier):
+    """Builds its layers in configure_model, as large models do."""
+
+    def __init__(self):
+        super().__init__("mlp", {"in_features": 64, "hidden": [8], "num_classes": 10}, lr=0.05)
+        self.model = None
+
+    def configure_model(self):
+        if self.model is None:
+            self.model = nn.Sequential(nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 10))
+
+
+def test_layers_built_in_configure_model_get_supermasks(tmp_path, datamodule):
+    callback = SupermaskCallback(density=0.5, binary_activations=True)
+    model = BuiltLate()
+    trainer = make_trainer(tmp_path, [callback], max_steps=3)
+    trainer.fit(model, datamodule)
+    assert list(callback.masks) == ["model.0.weight", "model.2.weight"] and isinstance(model.model[1], BinaryActivation)
+
+
 class BiasesOnly(Classifier):
     def configure_optimizers(self):
         return torch.optim.SGD([p for n, p in self.named_parameters() if n.endswith("bias")], lr=0.1)
@@ -253,3 +273,24 @@ def test_an_optimizer_without_the_scores_is_refused(tmp_path, datamodule):
     with pytest.raises(ValueError, match=r"do not train the scores of \['model.hidden.0.weight', 'model.out.weight'\]"):
         trainer.fit(model, datamodule)
     assert trainer.global_step == 0
+
+
+def test_imp_prunes_and_rewinds_coefficients_in_the_dct_basis(tmp_path, datamodule):
+    from lt_lightning import IMPCallback, RewindCallback, load_ticket
+    from lt_lightning.supermask import BASES, export_weights, express_in_basis
+
+    model = digits_model(optimizer="sgd", lr=0.1)
+    names = express_in_basis(model, "dct")
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    imp = IMPCallback(rounds=1, pruning_fraction=0.5, include=r"parametrizations\.weight\.original")
+    trainer = make_trainer(tmp_path, [RewindCallback(step=0), imp], max_steps=10)
+    trainer.fit(model, datamodule)
+    assert list(imp.masks) == names and imp.masks.density() == pytest.approx(0.5, abs=1e-3)
+    ticket = load_ticket(os.path.join(trainer.log_dir, "tickets", "round_01.pt"))
+    for name in names:  # the ticket: the initial coefficients, pruned
+        mask = imp.masks[name]
+        assert torch.equal(ticket.state_dict[name], initial[name] * mask)
+        weight = model.get_submodule(name.split(".parametrizations")[0]).weight.detach()
+        assert bool((BASES["dct"](weight, False)[~mask].abs() < 1e-5).all())  # pruned coefficients stay zero
+    export_weights(model)
+    assert {n for n, _ in model.named_parameters() if n.endswith("weight")} == set(LAYERS)
