@@ -1,28 +1,29 @@
 """Exact top-k masks, computed at every forward of a supermask: the per-step cost this package has to keep small.
 
-A supermask keeps the ``k`` largest ``|scores|`` of a layer (or of all layers) in every forward, ``k`` exact. Measured
-on one thread of the CPU the benchmarks ran on (AMD EPYC, AVX2), for LeNet-300-100's first layer (235,200 scores,
-``k`` half of them), against a dense LeNet-300-100 optimizer step of ~4.5 ms:
+A supermask keeps the ``k`` largest ``|scores|`` of a layer (or of all layers) in every forward, ``k`` exact. Median
+CPU time per call on one thread (``benchmarks/supermask_overhead.py``; AMD EPYC, AVX2) for LeNet-300-100's first
+layer (235,200 scores, ``k`` half of them) along Adam-like steps, against a dense LeNet-300-100 optimizer step of
+~4.1 ms:
 
 ==============================================  ========
-``torch.sort``                                  23 ms
-``torch.topk`` + scatter                        3.8 ms
-``torch.kthvalue`` + comparison                 2.6 ms
-:class:`TopK`, first call (radix step)          0.9 ms
-:class:`TopK`, after an optimizer step          ~0.4 ms
+``torch.sort``                                  22.4 ms
+``torch.kthvalue`` + comparison                 3.9 ms
+``torch.topk``                                  3.3 ms
+:class:`TopK`                                   0.4-0.9 ms
 ==============================================  ========
 
 How: after an optimizer step the ``k``-th largest value has moved a little from the last one, ``t``.
 
-1. One comparison with ``t`` counts the values at or above it: exactly ``k`` means ``t`` still separates the top
-   ``k`` (the comparison is the mask);
-2. otherwise the count says how far the threshold moved; from the density of values near ``t`` (values per unit,
-   measured last time) a band ``[t, t + w]`` (or ``[t - w, t)``) is sized to hold the new threshold, and one more
-   comparison checks that it does (widening it when not);
-3. the few values in the band are gathered without a full ``nonzero`` (blocks of 32 values that hold one are found by
-   a row maximum of the band mask) and sorted: the rank needed among them gives the exact threshold.
+1. One comparison with ``t``, written as the float mask, and its sum count the values at or above it: exactly ``k``
+   means ``t`` still separates the top ``k``, and the comparison is the mask;
+2. otherwise a Newton step from ``t`` (the count's error over the density of values near the threshold, measured
+   between the last two comparisons) and then regula falsi on the counts (Illinois variant) move the threshold, one
+   comparison each, until a count is exactly ``k`` (usually within 2-4) or 5 have been tried;
+3. then the few values between the last two thresholds tried are gathered, without a full ``nonzero``: the blocks of
+   32 values that hold one are found by a row maximum of the band's mask. The rank needed among them gives the exact
+   threshold.
 
-The first call, or one whose band cannot be found, takes a **radix step**: a histogram of the top 16 bits of the
+The first call, or one whose band cannot be bracketed, takes a **radix step**: a histogram of the top 16 bits of the
 values' float32 bit patterns (non-negative floats order like their bit patterns) names the bucket holding the
 ``k``-th largest value, whose few values are sorted.
 
@@ -46,8 +47,7 @@ _BUCKETS = 1 << (31 - _BUCKET_SHIFT)  # the sign bit of a non-negative float is 
 _SMALL = 4096  # up to this many values in all, torch.topk is as fast as anything
 _BLOCK = 32  # values per block when gathering a band's values
 _BLOCKWISE = 65536  # from this many values on, gather blockwise
-_BAND = 64  # values in the band at most when the search stops and gathers them
-_SEARCH_STEPS = 10  # comparisons tried before a radix step
+_SEARCH_STEPS = 5  # comparisons tried for an exact count before the band's values are gathered
 
 
 class TopK:
@@ -105,7 +105,7 @@ class TopK:
         return sum(_count(torch.ge(f, value, out=b)) for f, b in zip(flats, into))
 
     def _from_last(self, flats: list[Tensor], k: int) -> bool:
-        """Steps 1-3 of the module docstring; ``False`` if no band was found (the masks are then undefined)."""
+        """Steps 1-3 of the module docstring; ``False`` if the threshold was not bracketed (masks undefined)."""
         # Invariant: low has >= k values at or above it, high fewer; their comparisons are in self._low/_high.
         t = self._threshold
         count = self._count_at_or_above(flats, t, self._out)
@@ -120,27 +120,37 @@ class TopK:
         else:
             high, high_count = t, count
             self._high, self._out = self._out, self._high
-        step = (abs(count - k) + 16) / self._per_unit
+        last, last_count = t, count
+        # Illinois: the weight of an edge kept twice in a row is halved, so that regula falsi does not stall on it.
+        low_weight = high_weight = 1.0
+        last_side = 0
         for _ in range(_SEARCH_STEPS):
             if low is not None and high is not None:
-                if low_count - high_count <= _BAND:
-                    break
-                # Regula falsi between the edges, kept off them so that the bracket always shrinks.
-                share = min(max((low_count - k + 0.5) / (low_count - high_count), 0.02), 0.98)
-                x = low + share * (high - low)
-            else:
-                x = low + step if high is None else max(high - step, 0.0)
-                step *= 4
+                f_low, f_high = (low_count - k) * low_weight, (k - high_count) * high_weight
+                x = low + f_low / (f_low + f_high) * (high - low)
+            else:  # a Newton step from the last point, 1.5x long so that it brackets the threshold
+                x = max(last + 1.5 * (last_count - k) / self._per_unit, 0.0)
             count = self._count_at_or_above(flats, x, self._out)
+            if x != last and count != last_count:  # the density of values between the last two points
+                self._per_unit = abs(count - last_count) / abs(x - last)
+            last, last_count = x, count
             if count == k:
                 self._threshold = x
                 return True
-            if count > k:
+            side = 1 if count > k else -1
+            if side > 0:
                 low, low_count = x, count
                 self._low, self._out = self._out, self._low
             else:
                 high, high_count = x, count
                 self._high, self._out = self._out, self._high
+            if side != last_side:
+                low_weight = high_weight = 1.0
+            elif side > 0:
+                high_weight /= 2
+            else:
+                low_weight /= 2
+            last_side = side
         if low is None or high is None:
             return False
         for band, above in zip(self._low, self._high):  # values in [low, high): the candidates

@@ -1,0 +1,178 @@
+"""Per-optimizer-step cost of training a supermask against dense training of the same network, in the same Lightning
+loop, and what the exact top-k of every forward costs.
+
+Variants, each a fresh ``Classifier("lenet_300_100", {})`` (Adam 1.2e-3, batch 60) trained by a fresh ``L.Trainer``
+(no logger, checkpointing, progress bar or validation):
+
+- ``dense``: no callback, the weights trained;
+- ``edge_popup``: ``SupermaskCallback(density=0.5, weight_init="signed_constant")``: weights frozen, scores trained,
+  the top half of each layer's ``|scores|`` selected in every forward;
+- ``biprop``: the same with ``method="biprop"`` (kept weights ``alpha * sign(w)``);
+- ``edge_popup_kthvalue``: ``edge_popup`` with the selection done the obvious way, ``torch.kthvalue`` then a
+  comparison (ties not handled), to show what :class:`~lt_lightning.supermask.topk.TopK` saves.
+
+Timing as in ``benchmarks/mask_overhead.py``: a warm-up epoch, then ``--epochs`` timed epochs whose steps are the
+intervals between consecutive ``on_train_batch_start`` stamps (everything Lightning does for one step); each variant
+is fitted ``--reps`` times, interleaved in a shuffled order per repetition; the table gives the median over
+repetitions and the ratio of medians to ``dense``, for the whole step and for its forward and backward passes (from
+the batch start to ``on_before_optimizer_step``: without the optimizer, which updates as many values in both). Two
+clocks: wall time (``perf_counter``) and this process's CPU
+time (``process_time``, one torch thread), which other processes on a shared machine disturb less. Then the top-k
+alone: median ms per call on LeNet-300-100's first layer (235,200 scores, k = half) along a sequence of Adam-like
+steps (every score moved by +-1.2e-3).
+
+    python benchmarks/supermask_overhead.py      # about 1.5 minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import statistics
+import time
+import warnings
+from collections import defaultdict
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+import lt_lightning.supermask.layers as supermask_layers
+from lt_lightning import SupermaskCallback
+from lt_lightning.supermask import TopK
+from lt_lightning.zoo import Classifier
+
+VARIANTS = ("dense", "edge_popup", "biprop", "edge_popup_kthvalue")
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+class KthvalueTopK:
+    """The obvious selection: the k-th largest by ``torch.kthvalue``, then one comparison."""
+
+    def masks(self, values: list[torch.Tensor], k: int) -> list[torch.Tensor]:
+        (value,) = values
+        threshold = torch.kthvalue(value.reshape(-1), value.numel() - k + 1).values
+        return [(value >= threshold).float()]
+
+
+class StepTimer(L.Callback):
+    """Stamps, in the timed epochs (epoch >= 1) and on both clocks, the start of every training batch and the moment
+    its backward pass is done (``on_before_optimizer_step``)."""
+
+    def __init__(self) -> None:
+        self.starts: dict[str, dict[int, list[float]]] = {c: defaultdict(list) for c in CLOCKS}
+        self.backward_done: dict[str, list[float]] = defaultdict(list)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch >= 1:
+            for clock, read in CLOCKS.items():
+                self.starts[clock][trainer.current_epoch].append(read())
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.current_epoch >= 1:
+            for clock, read in CLOCKS.items():
+                self.backward_done[clock].append(read() - self.starts[clock][trainer.current_epoch][-1])
+
+    def step_ms(self, clock: str) -> float:
+        """Mean ms from one batch start to the next: a whole optimizer step."""
+        deltas = [b - a for stamps in self.starts[clock].values() for a, b in zip(stamps, stamps[1:])]
+        return 1e3 * sum(deltas) / len(deltas)
+
+    def forward_backward_ms(self, clock: str) -> float:
+        """Mean ms from a batch start to the end of its backward pass."""
+        return 1e3 * sum(self.backward_done[clock]) / len(self.backward_done[clock])
+
+
+def make_batches(steps: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    return [(torch.randn(batch_size, 1, 28, 28, generator=generator),
+             torch.randint(0, 10, (batch_size,), generator=generator)) for _ in range(steps)]
+
+
+def fit_once(variant: str, batches: list, epochs: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = Classifier("lenet_300_100", {}, optimizer="adam", lr=1.2e-3)
+    timer = StepTimer()
+    callbacks: list[L.Callback] = [timer]
+    if variant != "dense":
+        method = "biprop" if variant == "biprop" else "edge_popup"
+        callbacks.append(SupermaskCallback(density=0.5, method=method, weight_init="signed_constant"))
+    supermask_layers.TopK = KthvalueTopK if variant == "edge_popup_kthvalue" else TopK  # type: ignore[misc]
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1 + epochs, callbacks=callbacks, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, num_sanity_val_steps=0)
+    trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
+    supermask_layers.TopK = TopK  # type: ignore[misc]
+    return {**{f"step {clock}": timer.step_ms(clock) for clock in CLOCKS},
+            **{f"fwd+bwd {clock}": timer.forward_backward_ms(clock) for clock in CLOCKS}}
+
+
+def selection_ms(steps: int = 60) -> dict[str, float]:
+    """Median ms per selection of the top half of 235,200 |scores| along Adam-like steps."""
+    generator = torch.Generator().manual_seed(0)
+    scores = (torch.rand(235_200, generator=generator) * 2 - 1) / 28
+    k = scores.numel() // 2
+    top = TopK()
+    ways = {
+        "torch.sort": lambda a: torch.sort(a).indices[-k:],
+        "torch.topk": lambda a: torch.topk(a, k, sorted=False).indices,
+        "torch.kthvalue": lambda a: a >= torch.kthvalue(a, a.numel() - k + 1).values,
+        "TopK": lambda a: top.masks([a], k),
+    }
+    times: dict[str, list[float]] = defaultdict(list)
+    for _ in range(steps):
+        scores.add_(torch.randn(scores.shape, generator=generator).sign_().mul_(1.2e-3))
+        magnitudes = scores.abs()
+        for name, way in ways.items():
+            start = time.process_time()
+            way(magnitudes)
+            times[name].append(time.process_time() - start)
+    return {name: 1e3 * statistics.median(values[5:]) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=5, help="repetitions of every variant")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per fit (after one warm-up epoch)")
+    parser.add_argument("--steps", type=int, default=60, help="steps per epoch")
+    parser.add_argument("--batch-size", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*You defined a `validation_step` but have no `val_dataloader`.*")
+
+    batches = make_batches(args.steps, args.batch_size)
+    results: dict[tuple[str, str], list[float]] = defaultdict(list)
+    order, jobs = random.Random(0), list(VARIANTS)
+    for rep in range(args.reps):
+        order.shuffle(jobs)
+        for variant in jobs:
+            for measure, value in fit_once(variant, batches, args.epochs).items():
+                results[(variant, measure)].append(value)
+        print(f"repetition {rep + 1}/{args.reps} done ({time.perf_counter() - started:.0f} s)", flush=True)
+    selection = selection_ms()
+
+    print(f"\nLeNet-300-100, per-optimizer-step cost, batch {args.batch_size}, torch threads {torch.get_num_threads()},"
+          f" {args.reps} interleaved repetitions; supermask density 0.5.")
+    measures = ("step wall", "step cpu", "fwd+bwd wall", "fwd+bwd cpu")
+    print("| variant | " + " | ".join(f"{m} ms (ratio)" for m in measures) + " |")
+    print("|---|" + "---:|" * len(measures))
+    dense = {m: statistics.median(results[("dense", m)]) for m in measures}
+    for variant in VARIANTS:
+        medians = {m: statistics.median(results[(variant, m)]) for m in measures}
+        print(f"| {variant} | " + " | ".join(f"{medians[m]:.3f} ({medians[m] / dense[m]:.2f}x)" for m in measures)
+              + " |")
+    print("\nTop half of 235,200 |scores| along Adam-like steps, median CPU ms per call:")
+    print(" | ".join(f"{name} {ms:.2f}" for name, ms in selection.items()))
+    print("Target: edge_popup at most 1.3x dense.")
+    print(f"Total wall time: {time.perf_counter() - started:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()
