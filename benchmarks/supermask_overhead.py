@@ -97,7 +97,8 @@ def fit_once(variant: str, batches: list, epochs: int) -> dict[str, float]:
     callbacks: list[L.Callback] = [timer]
     if variant != "dense":
         method = "biprop" if variant == "biprop" else "edge_popup"
-        callbacks.append(SupermaskCallback(density=0.5, method=method, weight_init="signed_constant"))
+        callbacks.append(SupermaskCallback(density=0.5, method=method, weight_init="signed_constant",
+                                           save_tickets=False))
     supermask_layers.TopK = KthvalueTopK if variant == "edge_popup_kthvalue" else TopK  # type: ignore[misc]
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1 + epochs, callbacks=callbacks, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -13,6 +13,7 @@ __version__ = "0.2.0.dev0"
 
 _EXPORTS = {
     "BaseMaskingCallback": "lt_lightning.callbacks",
+    "BasisCallback": "lt_lightning.callbacks",
     "DataOrderCallback": "lt_lightning.callbacks",
     "SnapshotCallback": "lt_lightning.callbacks",
     "TrainFromCallback": "lt_lightning.callbacks",

@@ -1,6 +1,7 @@
 """Lightning callbacks: they decide *when*; the torch-only core decides *what*."""
 
 from lt_lightning.callbacks.base import BaseMaskingCallback
+from lt_lightning.callbacks.basis import BasisCallback
 from lt_lightning.callbacks.data_order import DataOrderCallback
 from lt_lightning.callbacks.early_bird import EarlyBirdCallback
 from lt_lightning.callbacks.gmp import GMPCallback
@@ -17,7 +18,7 @@ from lt_lightning.callbacks.train_from import TrainFromCallback
 from lt_lightning.callbacks.updating import MaskUpdateCallback
 
 __all__ = [
-    "BaseMaskingCallback", "DataOrderCallback", "EarlyBirdCallback", "GMPCallback", "IMPCallback",
+    "BaseMaskingCallback", "BasisCallback", "DataOrderCallback", "EarlyBirdCallback", "GMPCallback", "IMPCallback",
     "MaskUpdateCallback", "MaskingCallback", "PruneAtInitCallback", "RecordCallback", "RewindCallback",
     "RigLCallback", "SETCallback", "SnapshotCallback", "SupermaskCallback", "TrainFromCallback"
 ]

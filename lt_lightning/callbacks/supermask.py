@@ -52,11 +52,11 @@ class SupermaskCallback(BaseMaskingCallback):
     checkpoints resume the fit. Weights drawn by ``weight_init`` come from ``seed`` (the same on every rank; DDP
     also broadcasts rank zero's at the start).
 
-    At the end of the fit the subnetwork is written, on rank zero, to ``<dirpath>/tickets/supermask.pt``
-    (``dirpath`` defaults to the trainer's log dir): a ticket of the masks and the weights the subnetwork computes
-    with, which :func:`~lt_lightning.supermask.apply_supermask_ticket` (or, with the identity basis and no binary
-    activations, :func:`~lt_lightning.ticket.apply_ticket`) loads into a fresh module; biprop also writes
-    ``supermask_binary.pt``, bit-packed.
+    At the end of the fit (unless ``save_tickets=False``) the subnetwork is written, on rank zero, to
+    ``<dirpath>/tickets/supermask.pt`` (``dirpath`` defaults to the trainer's log dir): a ticket of the masks and
+    the weights the subnetwork computes with, which :func:`~lt_lightning.supermask.apply_supermask_ticket` (or, with
+    the identity basis and no binary activations, :func:`~lt_lightning.ticket.apply_ticket`) loads into a fresh
+    module; biprop also writes ``supermask_binary.pt``, bit-packed.
 
     Every attached logger gets, each ``log_every_n_steps`` and at the end: ``supermask/density`` and per layer
     ``supermask/layer_density/<weight>`` (the kept fraction), ``supermask/score_mean|score_std|score_min|score_max/
@@ -83,6 +83,7 @@ class SupermaskCallback(BaseMaskingCallback):
         include, exclude, types: which weights get supermasks (see :func:`~lt_lightning.masks.select_parameters`).
         seed: seed of the drawn weights and of the initial scores.
         dirpath: folder for the tickets (``None``: the trainer's log dir).
+        save_tickets: write the tickets at the end of the fit (``callback.ticket()`` gives one at any time).
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class SupermaskCallback(BaseMaskingCallback):
         types: list[str] | tuple[str, ...] = DEFAULT_TYPES,
         seed: int = 0,
         dirpath: str | None = None,
+        save_tickets: bool = True,
     ) -> None:
         super().__init__()
         self.spec = SupermaskSpec(density=density, method=method, allocation=allocation, weight_init=weight_init,
@@ -111,9 +113,12 @@ class SupermaskCallback(BaseMaskingCallback):
             raise ValueError(f"progressive_epochs={progressive_epochs!r} is not allowed; expected an int >= 0.")
         if dirpath is not None and not isinstance(dirpath, str):
             raise ValueError(f"dirpath={dirpath!r} is not allowed; expected a folder path or None.")
+        if not isinstance(save_tickets, bool):
+            raise ValueError(f"save_tickets={save_tickets!r} is not allowed; expected True or False.")
         self.binary_activations = binary_activations
         self.progressive_epochs = progressive_epochs
         self.dirpath = dirpath
+        self.save_tickets = save_tickets
         self._module: pl.LightningModule | None = None
         self._activation_check: FunctionalActivationCheck | None = None
         self._checked_activations = False
@@ -210,6 +215,8 @@ class SupermaskCallback(BaseMaskingCallback):
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._log(trainer)
+        if not self.save_tickets:
+            return
         folder = os.path.join(run_dir(trainer, self.dirpath), "tickets")
         if trainer.is_global_zero:
             ticket = self.ticket(trainer)

@@ -19,7 +19,14 @@ from lt_lightning.supermask.activations import (
     FunctionalActivationCheck,
     binarize_activations,
 )
-from lt_lightning.supermask.bases import BASES, InBasis, export_weights, express_in_basis, register_basis
+from lt_lightning.supermask.bases import (
+    BASES,
+    InBasis,
+    export_weights,
+    express_in_basis,
+    register_basis,
+    weights_in_a_basis,
+)
 from lt_lightning.supermask.binary import BinaryTicket, read_ticket
 from lt_lightning.supermask.layers import (
     Supermask,
@@ -68,4 +75,5 @@ __all__ = [
     "subnetwork_masks",
     "subnetwork_ticket",
     "supermask_layers",
+    "weights_in_a_basis",
 ]

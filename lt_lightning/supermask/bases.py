@@ -109,17 +109,22 @@ def express_in_basis(module: nn.Module, basis: str = "dct", include: str | None 
     return names
 
 
+def weights_in_a_basis(module: nn.Module) -> list[tuple[nn.Module, str, str]]:
+    """``(owner, attribute, weight name)`` of every weight of ``module`` held in a basis (supermask layers too)."""
+    return [(owner, attribute, f"{prefix}.{attribute}" if prefix else attribute)
+            for prefix, owner in module.named_modules()
+            for attribute, chain in getattr(owner, "parametrizations", {}).items()
+            if any(isinstance(p, InBasis) for p in chain)]
+
+
 def export_weights(module: nn.Module) -> list[str]:
     """Replace every parametrization of lt-lightning (bases, supermasks) in ``module`` by the plain weight it
     computes, in place: a module like any other, which needs lt-lightning no more. Returns the weights' names."""
-    names = []
-    for prefix, owner in list(module.named_modules()):
-        for attribute, chain in list(getattr(owner, "parametrizations", {}).items()):
-            if any(isinstance(p, InBasis) for p in chain):
-                parametrize.remove_parametrizations(owner, attribute, leave_parametrized=True)
-                getattr(owner, attribute).requires_grad_(True)
-                names.append(f"{prefix}.{attribute}" if prefix else attribute)
-    return names
+    found = weights_in_a_basis(module)
+    for owner, attribute, _ in found:
+        parametrize.remove_parametrizations(owner, attribute, leave_parametrized=True)
+        getattr(owner, attribute).requires_grad_(True)
+    return [name for _, _, name in found]
 
 
 def plain_parameter(module: nn.Module, name: str) -> tuple[nn.Module, str]:
