@@ -12,7 +12,7 @@ optimizer steps). Per density and seed:
 - ``imp``: IMP with rewinding to the initialization, global magnitude pruning, ``--imp-rounds`` rounds ending exactly
   at the density: the ticket's accuracy at the end of its last round;
 - ``early_bird``: dense training watched by ``EarlyBirdCallback`` (masks at the density compared every epoch, Hamming
-  distance below 0.1 for 3 checks); the drawn ticket is then trained from the initialization, against the
+  distance below 0.1 for 3 checks; ``--early-bird-every``); the drawn ticket is then trained from the initialization, against the
   one-shot IMP ticket drawn after the full dense training (``one_shot``).
 
     python examples/sparse_training.py mnist1d --out lt_logs/sparse         # about 10 minutes on 2 CPU cores
@@ -91,7 +91,7 @@ def run_method(method: str, task: str, density: float, seed: int, args: argparse
         accuracy, total = fit(task, seed, steps, [RewindCallback(step=0), imp], folder)
         return {"acc": imp.history[-1]["final"]["val_acc"], "steps": total, "density": imp.history[-1]["density"]}
     else:  # early_bird: dense training until the masks settle, then the drawn ticket trained from the initialization
-        bird = EarlyBirdCallback(density=density, distance=0.1, window=3, every="1ep", dirpath=folder)
+        bird = EarlyBirdCallback(density=density, distance=0.1, window=3, every=args.early_bird_every, dirpath=folder)
         _, drawn_after = fit(task, seed, steps, [bird], folder)
         ticket = os.path.join(folder, "tickets", "early_bird.pt")
         if not os.path.isfile(ticket):
@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps a training (default: per task)")
     parser.add_argument("--update-every", type=int, default=None)
     parser.add_argument("--imp-rounds", type=int, default=4)
+    parser.add_argument("--early-bird-every", default="1ep", help="how often early-bird compares masks (a Step)")
     parser.add_argument("--out", default=os.path.join("lt_logs", "sparse"))
     args = parser.parse_args()
     args.steps = args.steps or (800 if args.task == "mnist1d" else 1000)
