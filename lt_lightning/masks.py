@@ -68,7 +68,7 @@ def linear_like_weights(module: nn.Module, types: Sequence[str] = DEFAULT_TYPES)
                 else:
                     notes.append(f"{where}{attribute} is computed by the parametrization {sorted(kinds_used)}, whose"
                                  " zeros need not stay zero: it is left dense (include=r'...' names its stored"
-                                 " tensors if pruning them is what you want)")
+                                 f" tensors {where}parametrizations.{attribute}.* if pruning them is what you want)")
                 continue
             for stored in _HOOK_REPARAMETRIZED:
                 if attribute == "weight" and isinstance(sub._parameters.get(stored), nn.Parameter):
@@ -128,6 +128,8 @@ def selection_notes(module: nn.Module, names: Sequence[str], types: Sequence[str
     ["head.weight is the same tensor as emb.weight (tied): it is pruned as 'emb.weight', in both places"]
     """
     chosen, notes = linear_like_weights(module, types)
+    # A weight left dense by the type rule may still be pruned through its stored tensors (include=...).
+    notes = [n for n in notes if not any(name.startswith(n.split(" tensors ")[-1].split("*")[0]) for name in names)]
     canonical = {id(p): n for n, p in module.named_parameters()}
     for ident, where in chosen.items():
         if canonical.get(ident) not in (where, None) and canonical[ident] in names:

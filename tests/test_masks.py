@@ -142,3 +142,20 @@ def test_old_style_weight_norm_prunes_the_direction():
         warnings.simplefilter("ignore", FutureWarning)
         layer = torch.nn.utils.weight_norm(nn.Linear(4, 3))
     assert select_parameters(nn.Sequential(layer)) == ["0.weight_v"]
+
+
+def test_no_left_dense_note_when_the_stored_tensors_are_chosen():
+    from torch.nn.utils import parametrize
+
+    from lt_lightning.masks import selection_notes
+
+    class Shift(nn.Module):
+        def forward(self, x):
+            return x + 1.0
+
+    net = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    parametrize.register_parametrization(net[1], "weight", Shift())
+    assert any("1.weight is computed by the parametrization" in n for n in selection_notes(net, ["0.weight"]))
+    chosen = select_parameters(net, include=r"weight$|original$")
+    assert "1.parametrizations.weight.original" in chosen
+    assert not any("1.weight is computed" in n for n in selection_notes(net, chosen))
