@@ -2,7 +2,8 @@
 
 - ``lt-lightning fit --config FILE.yaml`` (also ``validate``, ``test``, ``predict``): LightningCLI; the model, the
   datamodule and the callbacks (``IMPCallback``, ``RewindCallback``, ``MaskingCallback``, ...) by class path.
-- ``lt-lightning report RUN_DIR``: PNG plots and a Markdown summary from a run's ``imp_history.json``, without W&B.
+- ``lt-lightning report RUN_DIR``: PNG plots and a Markdown summary from a run's ``imp_history.json``, without W&B;
+  for SupermaskCallback runs, accuracy against density.
 - ``lt-lightning ticket inspect FILE``: a ticket's densities (global and per layer) and metadata.
 - ``lt-lightning ticket compare A B``: how alike two tickets' masks are (IoU per layer and overall).
 - ``lt-lightning branch RUN_DIR``: controls of an IMP run's tickets, each a plain ``fit``
@@ -33,6 +34,7 @@ from lt_lightning.experiments import branch, lmc
 from lt_lightning.reporting.aggregate import aggregate, markdown_verdicts, read_runs
 from lt_lightning.reporting.lmc import read_lmc, write_lmc_report
 from lt_lightning.reporting.summary import HISTORY_FILE, accuracy_metric, markdown_report
+from lt_lightning.reporting.supermask import is_supermask_run, write_supermask_report
 from lt_lightning.ticket import load_ticket
 
 _LIGHTNING = ("fit", "validate", "test", "predict")
@@ -175,10 +177,20 @@ def report(run_dirs: str | Sequence[str], out: str | None = None, metric: str | 
     """Write the plots and ``report.md`` into ``out``; return the paths written. One run: its rounds (default
     ``out``: ``RUN_DIR/report``), and the verdicts against the controls of its tickets if it has branches. Several
     runs (seeds of one experiment): the verdicts per density over them (default ``out``: ``report/`` in their
-    common folder). With ``wandb_project``, the verdicts also go to a new W&B run of that project."""
+    common folder). With ``wandb_project``, the verdicts also go to a new W&B run of that project. SupermaskCallback
+    runs (a supermask ticket, no IMP history): the final accuracy of each against its density, grouped by method
+    (:mod:`lt_lightning.reporting.supermask`)."""
     run_dirs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
     if len(run_dirs) == 1 and read_lmc(run_dirs[0]) is not None:  # an instability analysis or rewind search
         return write_lmc_report(run_dirs[0], out)
+    if any(is_supermask_run(d) for d in run_dirs):  # SupermaskCallback runs: accuracy against density
+        if wandb_project is not None:
+            raise ValueError("--wandb-project logs IMP verdicts against controls; supermask runs have none.")
+        try:
+            return write_supermask_report(run_dirs, _default_out(run_dirs) if out is None else out, metric)
+        except ImportError as err:
+            raise ImportError(f"`lt-lightning report` draws with matplotlib, which is missing ({err}):"
+                              " pip install matplotlib") from err
     runs = read_runs(run_dirs)
     history = runs[0].history
     metric = accuracy_metric(history, metric)
@@ -186,9 +198,7 @@ def report(run_dirs: str | Sequence[str], out: str | None = None, metric: str | 
     if wandb_project is not None and verdicts is None:
         raise ValueError("--wandb-project logs the verdicts against controls, and this run has no branches: run"
                          " `lt-lightning branch` first, or report several seeds.")
-    if out is None:
-        common = os.path.commonpath([os.path.abspath(d) for d in run_dirs]) if len(run_dirs) > 1 else run_dirs[0]
-        out = os.path.join(common, REPORT_DIR)
+    out = _default_out(run_dirs) if out is None else out
     try:
         from lt_lightning.reporting.plots import write_plots, write_verdict_plot
     except ImportError as err:
@@ -213,6 +223,12 @@ def report(run_dirs: str | Sequence[str], out: str | None = None, metric: str | 
 
         log_verdicts_to_wandb(verdicts, compared[0], project=wandb_project, dir=out)
     return [*images, *compared, page]
+
+
+def _default_out(run_dirs: Sequence[str]) -> str:
+    """``report/`` in the run's folder, or in the common folder of several runs."""
+    common = os.path.commonpath([os.path.abspath(d) for d in run_dirs]) if len(run_dirs) > 1 else run_dirs[0]
+    return os.path.join(common, REPORT_DIR)
 
 
 def inspect_ticket(path: str) -> str:
@@ -262,8 +278,10 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="plots and a Markdown summary of a run, or of several seeds of one, from their histories",
         description="Write PNG plots and report.md from RUN_DIR/" + HISTORY_FILE + " and the results of its branches;"
                     " with several RUN_DIRs (seeds of one experiment), the mean, 95% interval and verdicts per"
-                    " density over them.")
-    runs.add_argument("run_dir", metavar="RUN_DIR", nargs="+", help=f"a run's log dir, holding {HISTORY_FILE}")
+                    " density over them. SupermaskCallback runs: final accuracy against density per method, mean"
+                    " and 95% interval over the runs that share a method and density.")
+    runs.add_argument("run_dir", metavar="RUN_DIR", nargs="+", help=f"a run's log dir, holding {HISTORY_FILE} (or,"
+                      " for SupermaskCallback runs, tickets/supermask.pt and a CSVLogger's metrics.csv)")
     runs.add_argument("--out", help=f"folder for the report (default: RUN_DIR/{REPORT_DIR}, or {REPORT_DIR}/ in the"
                       " RUN_DIRs' common folder)")
     runs.add_argument("--wandb-project", metavar="PROJECT", help="also log the verdicts table and plot to a new W&B"
