@@ -177,8 +177,9 @@ def plot_supermask(metric: str, rows: Sequence[Mapping[str, Any]]) -> Any:
     names = list(dict.fromkeys(row["variant"] for row in rows))
     for i, name in enumerate(names):
         points = [row for row in rows if row["variant"] == name]
-        # Variants at one density are set a little apart (3% of the density each), so that their bars stay visible.
-        x = [100.0 * row["density"] * 1.03 ** (i - (len(names) - 1) / 2) for row in points]
+        # Variants at one density are set a little apart (3% of the density each, the first leftmost on the reversed
+        # axis), so that their bars stay visible.
+        x = [100.0 * row["density"] * 1.03 ** ((len(names) - 1) / 2 - i) for row in points]
         y = [scale * row["mean"] for row in points]
         errors = [[scale * (row["mean"] - row["ci_low"]) if row["ci_low"] is not None else 0.0 for row in points],
                   [scale * (row["ci_high"] - row["mean"]) if row["ci_high"] is not None else 0.0 for row in points]]
@@ -197,7 +198,7 @@ def plot_supermask(metric: str, rows: Sequence[Mapping[str, Any]]) -> Any:
     ax.set_title(f"Supermask runs: final {metric} vs. density"
                  + (" (mean over runs, 95% intervals)" if n > 1 else ""))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    fig.legend(loc="outside lower center", fontsize="small", ncols=2 if len(names) > 3 else 1)  # off the data
     return fig
 
 

@@ -92,12 +92,13 @@ def test_report_draws_accuracy_against_density_per_method_with_intervals(runs, c
 def test_the_plot_has_a_line_per_method_at_the_means(runs):
     metric, rows = summarize(read_supermask_runs(_dirs(runs)))
     assert metric == "val_acc"
-    (ax,) = plot_supermask(metric, rows).axes
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["edge_popup", "biprop"]
+    fig = plot_supermask(metric, rows)
+    (ax,), (legend,) = fig.axes, fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["edge_popup", "biprop"]
     assert ax.get_xscale() == "log" and ax.get_xlim()[0] > ax.get_xlim()[1]  # from dense to sparse
     means = [container.lines[0] for container in ax.containers]  # one error-bar line per method
-    x = [list(line.get_xdata()) for line in means]  # set apart by 3% of the density, left and right
-    assert x[0] == pytest.approx([50 / 1.03 ** 0.5, 25 / 1.03 ** 0.5]) and x[1] == pytest.approx([50 * 1.03 ** 0.5])
+    x = [list(line.get_xdata()) for line in means]  # set apart by 3% of the density: the first left (reversed axis)
+    assert x[0] == pytest.approx([50 * 1.03 ** 0.5, 25 * 1.03 ** 0.5]) and x[1] == pytest.approx([50 / 1.03 ** 0.5])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["50", "25"]
     assert list(means[0].get_ydata()) == pytest.approx(
         [100 * statistics.fmean(a for _, a in runs[("edge_popup", d)]) for d in (0.5, 0.25)])
