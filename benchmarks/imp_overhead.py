@@ -15,18 +15,17 @@ medians. Target: ``imp`` at most 1.03x ``dense_fits``.
 from __future__ import annotations
 
 import argparse
-import logging
 import random
 import statistics
 import tempfile
 import time
-import warnings
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from lt_lightning import IMPCallback
+from lt_lightning.experiments.configs import quiet_console
 from lt_lightning.zoo import Classifier
 
 
@@ -63,10 +62,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="pruning rounds (R)")
     parser.add_argument("--batch-size", type=int, default=60)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    quiet_console(1)
     generator = torch.Generator().manual_seed(0)
     batches = [(torch.randn(args.batch_size, 1, 28, 28, generator=generator),
                 torch.randint(0, 10, (args.batch_size,), generator=generator)) for _ in range(args.steps)]

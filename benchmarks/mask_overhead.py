@@ -36,13 +36,11 @@ other processes' load from multiplying the noise.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import random
 import statistics
 import tempfile
 import time
-import warnings
 from collections import defaultdict
 
 import lightning as L
@@ -53,6 +51,7 @@ from torch.nn.utils import prune as torch_prune
 from torch.utils.data import DataLoader
 
 from lt_lightning import MaskingCallback
+from lt_lightning.experiments.configs import quiet_console
 from lt_lightning.masks import MaskEnforcer, Masks, select_parameters
 from lt_lightning.ticket import Ticket, load_ticket
 from lt_lightning.zoo import Classifier
@@ -180,11 +179,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    torch.set_num_threads(args.threads)
-    for logger in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(logger).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*You defined a `validation_step` but have no `val_dataloader`.*")
+    quiet_console(args.threads)
 
     steps = {"lenet_300_100": args.lenet_steps, "conv2": args.conv_steps}
     batches = {m: make_batches(steps[m], args.batch_size) for m in args.models}

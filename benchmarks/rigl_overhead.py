@@ -24,11 +24,9 @@ tensors (fixed seed); torch runs on one thread (these machines share cores).
 from __future__ import annotations
 
 import argparse
-import logging
 import random
 import statistics
 import time
-import warnings
 from collections import defaultdict
 
 import lightning as L
@@ -36,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lt_lightning import PruneAtInitCallback, RigLCallback
+from lt_lightning.experiments.configs import quiet_console
 from lt_lightning.zoo import Classifier
 
 VARIANTS = ("dense", "static", "rigl")
@@ -103,11 +102,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    torch.set_num_threads(args.threads)
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*You defined a `validation_step` but have no `val_dataloader`.*")
+    quiet_console(args.threads)
 
     batches = make_batches(args.steps, args.batch_size)
     regular: dict[str, list[float]] = defaultdict(list)

@@ -27,11 +27,9 @@ steps (every score moved by +-1.2e-3).
 from __future__ import annotations
 
 import argparse
-import logging
 import random
 import statistics
 import time
-import warnings
 from collections import defaultdict
 
 import lightning as L
@@ -40,6 +38,7 @@ from torch.utils.data import DataLoader
 
 import lt_lightning.supermask.layers as supermask_layers
 from lt_lightning import SupermaskCallback
+from lt_lightning.experiments.configs import quiet_console
 from lt_lightning.supermask import TopK
 from lt_lightning.zoo import Classifier
 
@@ -142,11 +141,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    torch.set_num_threads(args.threads)
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*You defined a `validation_step` but have no `val_dataloader`.*")
+    quiet_console(args.threads)
 
     batches = make_batches(args.steps, args.batch_size)
     results: dict[tuple[str, str], list[float]] = defaultdict(list)

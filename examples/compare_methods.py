@@ -23,9 +23,9 @@ import time
 
 import lightning as L
 import torch
-from _quiet import quiet
 
 from lt_lightning import IMPCallback, PruneAtInitCallback, RewindCallback
+from lt_lightning.experiments.configs import quiet_console as quiet
 from lt_lightning.zoo import Classifier, MNIST1DDataModule
 
 AT_INIT = {  # table row -> PruneAtInitCallback arguments

@@ -20,10 +20,10 @@ import time
 
 import lightning as L
 import torch
-from _quiet import quiet
 from lightning.pytorch.loggers import CSVLogger
 
 from lt_lightning import IMPCallback, RewindCallback
+from lt_lightning.experiments.configs import quiet_console as quiet
 from lt_lightning.zoo import Classifier, FashionMNISTDataModule
 
 

@@ -24,9 +24,8 @@ import os
 import shutil
 import time
 
-from _quiet import quiet
-
 from lt_lightning.cli import main as lt_lightning
+from lt_lightning.experiments.configs import quiet_console as quiet
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "mnist1d_demo.yaml")
 ANCHORS = """Published, for comparison (ANCHORS.md):

@@ -32,10 +32,10 @@ from typing import Any
 
 import lightning as L
 import torch
-from _quiet import quiet
 from lightning.pytorch.loggers import CSVLogger
 
 from lt_lightning import IMPCallback, MaskingCallback, RewindCallback
+from lt_lightning.experiments.configs import quiet_console as quiet
 from lt_lightning.zoo import Classifier, MNIST1DDataModule
 
 # Published numbers of the MNIST-1D lottery notebook (MLP 40-500-500-10, 1501 steps per round), see ANCHORS.md.

@@ -29,7 +29,6 @@ import time
 from typing import Any
 
 import lightning as L
-from _quiet import quiet
 
 from lt_lightning import (
     EarlyBirdCallback,
@@ -42,6 +41,7 @@ from lt_lightning import (
     SETCallback,
 )
 from lt_lightning.analysis import student_t_quantile
+from lt_lightning.experiments.configs import quiet_console as quiet
 from lt_lightning.zoo import Classifier, FashionMNISTDataModule, MNIST1DDataModule
 
 METHODS = ("static", "set", "rigl", "rigl_uniform", "gmp", "imp", "early_bird", "one_shot")

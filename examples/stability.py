@@ -49,12 +49,12 @@ from typing import Any
 import lightning as L
 import torch.nn.functional as F
 import yaml
-from _quiet import quiet
 from torch.utils.data import TensorDataset
 
 from lt_lightning.analysis import error_barrier, interpolate, student_t_quantile
 from lt_lightning.analysis.lmc import cosine_similarity, l2_distance
 from lt_lightning.cli import main as lt_lightning
+from lt_lightning.experiments.configs import quiet_console as quiet
 from lt_lightning.experiments.lmc import instability, rewind_search, validation_evaluator
 from lt_lightning.masks import select_parameters
 from lt_lightning.records import load_history

@@ -41,7 +41,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
-from _quiet import quiet
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
@@ -50,6 +49,7 @@ from lt_lightning.analysis import compare
 from lt_lightning.analysis.verdicts import student_t_quantile
 from lt_lightning.callbacks.basis import COEFFICIENTS
 from lt_lightning.cli import main as lt_lightning
+from lt_lightning.experiments.configs import quiet_console as quiet
 from lt_lightning.zoo import Classifier, DigitsDataModule, FashionMNISTDataModule, MNIST1DDataModule
 
 METHODS = ("dense", "edge_popup", "mpt_1_32", "mpt_1_1")

@@ -22,12 +22,12 @@ import time
 
 import lightning as L
 import torch
-from _quiet import quiet
 
 from lt_lightning import MaskingCallback, Ticket
 from lt_lightning.analysis import compare
 from lt_lightning.cli import main as lt_lightning
 from lt_lightning.controls import make_control
+from lt_lightning.experiments.configs import quiet_console as quiet
 from lt_lightning.masks import Masks, select_parameters
 from lt_lightning.pruning import ScoreContext, prune_iteratively
 from lt_lightning.pruning.schedule import one_shot, synflow_exponential

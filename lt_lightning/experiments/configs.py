@@ -12,6 +12,21 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 
+def quiet_console(threads: int) -> None:
+    """For scripts (examples, benchmarks): use ``threads`` torch threads, keep Lightning's logs to warnings, and drop
+    advice that does not apply to in-memory datasets of a few thousand samples."""
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(threads)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*You defined a `validation_step` but have no `val_dataloader`.*")
+
+
 @contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Lightning's info messages held back (many fits in a row would repeat them), restored after."""
