@@ -49,8 +49,8 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 class KthvalueTopK:
     """The obvious selection: the k-th largest by ``torch.kthvalue``, then one comparison."""
 
-    def masks(self, values: list[torch.Tensor], k: int) -> list[torch.Tensor]:
-        (value,) = values
+    def masks(self, values: list[torch.Tensor], k: int, absolute: bool = False) -> list[torch.Tensor]:
+        (value,) = [v.abs() if absolute else v for v in values]
         threshold = torch.kthvalue(value.reshape(-1), value.numel() - k + 1).values
         return [(value >= threshold).float()]
 
