@@ -9,19 +9,22 @@ Variants, each a fresh ``Classifier("lenet_300_100", {})`` (Adam 1.2e-3, batch 6
   the top half of each layer's ``|scores|`` selected in every forward;
 - ``biprop``: the same with ``method="biprop"`` (kept weights ``alpha * sign(w)``);
 - ``edge_popup_kthvalue``: ``edge_popup`` with the selection done the obvious way, ``torch.kthvalue`` then a
-  comparison (ties not handled), to show what :class:`~lt_lightning.supermask.topk.TopK` saves.
+  comparison (ties not handled), to show what :class:`~lt_lightning.supermask.topk.TopK` saves;
+- ``edge_popup_masks_once``: ``edge_popup`` with the masks selected at the first forward and never again (not a
+  supermask: the scores train but the subnetwork stays). What it costs over ``dense`` is the rest of a supermask step
+  (the masked multiply, the straight-through backward, the parametrization), the floor under any top-k.
 
 Timing as in ``benchmarks/mask_overhead.py``: a warm-up epoch, then ``--epochs`` timed epochs whose steps are the
 intervals between consecutive ``on_train_batch_start`` stamps (everything Lightning does for one step); each variant
 is fitted ``--reps`` times, interleaved in a shuffled order per repetition; the table gives the median over
 repetitions and the ratio of medians to ``dense``, for the whole step and for its forward and backward passes (from
 the batch start to ``on_before_optimizer_step``: without the optimizer, which updates as many values in both). Two
-clocks: wall time (``perf_counter``) and this process's CPU
-time (``process_time``, one torch thread), which other processes on a shared machine disturb less. Then the top-k
-alone: median ms per call on LeNet-300-100's first layer (235,200 scores, k = half) along a sequence of Adam-like
-steps (every score moved by +-1.2e-3).
+clocks: wall time (``perf_counter``) and this process's CPU time (``process_time``, one torch thread), which other
+processes on a shared machine disturb less. Then the top-k alone: median ms per call on LeNet-300-100's first layer
+(235,200 scores, k = half) along 60 steps of a real supermask training (its scores after each step).
 
-    python benchmarks/supermask_overhead.py      # about 1.5 minutes on 2 CPU cores
+    python benchmarks/supermask_overhead.py                    # about 40 s on 2 CPU cores
+    python benchmarks/supermask_overhead.py --batch-size 256
 """
 
 from __future__ import annotations
@@ -38,21 +41,32 @@ from torch.utils.data import DataLoader
 
 import lt_lightning.supermask.layers as supermask_layers
 from lt_lightning import SupermaskCallback
+from lt_lightning.supermask import SupermaskSpec
 from lt_lightning.experiments.configs import quiet_console
 from lt_lightning.supermask import TopK
 from lt_lightning.zoo import Classifier
 
-VARIANTS = ("dense", "edge_popup", "biprop", "edge_popup_kthvalue")
+VARIANTS = ("dense", "edge_popup", "biprop", "edge_popup_kthvalue", "edge_popup_masks_once")
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 class KthvalueTopK:
     """The obvious selection: the k-th largest by ``torch.kthvalue``, then one comparison."""
 
-    def masks(self, values: list[torch.Tensor], k: int, absolute: bool = False) -> list[torch.Tensor]:
-        (value,) = [v.abs() if absolute else v for v in values]
+    def masks(self, values: list[torch.Tensor], k: int) -> list[torch.Tensor]:
+        (value,) = values
         threshold = torch.kthvalue(value.reshape(-1), value.numel() - k + 1).values
         return [(value >= threshold).float()]
+
+
+def masks_once(group: supermask_layers._Group, member: supermask_layers.Supermask) -> torch.Tensor:
+    """``_Group.mask`` that selects at the first call only."""
+    if not group._masks:
+        return SELECT(group, member)
+    return group._masks[group.members.index(member)]
+
+
+SELECT = supermask_layers._Group.mask
 
 
 class StepTimer(L.Callback):
@@ -99,20 +113,34 @@ def fit_once(variant: str, batches: list, epochs: int) -> dict[str, float]:
         callbacks.append(SupermaskCallback(density=0.5, method=method, weight_init="signed_constant",
                                            save_tickets=False))
     supermask_layers.TopK = KthvalueTopK if variant == "edge_popup_kthvalue" else TopK  # type: ignore[misc]
+    supermask_layers._Group.mask = masks_once if variant == "edge_popup_masks_once" else SELECT  # type: ignore
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1 + epochs, callbacks=callbacks, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, num_sanity_val_steps=0)
     trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
     supermask_layers.TopK = TopK  # type: ignore[misc]
+    supermask_layers._Group.mask = SELECT  # type: ignore[method-assign]
     return {**{f"step {clock}": timer.step_ms(clock) for clock in CLOCKS},
             **{f"fwd+bwd {clock}": timer.forward_backward_ms(clock) for clock in CLOCKS}}
 
 
-def selection_ms(steps: int = 60) -> dict[str, float]:
-    """Median ms per selection of the top half of 235,200 |scores| along Adam-like steps."""
-    generator = torch.Generator().manual_seed(0)
-    scores = (torch.rand(235_200, generator=generator) * 2 - 1) / 28
-    k = scores.numel() // 2
+def selection_ms(batches: list, steps: int = 60) -> dict[str, float]:
+    """Median ms per selection of the top half of the first layer's 235,200 |scores|, along the steps of a real
+    supermask training (Adam 1.2e-3 on ``batches``, plain PyTorch loop, after as many steps of warm-up)."""
+    torch.manual_seed(0)
+    model = Classifier("lenet_300_100", {}).model
+    SupermaskSpec(density=0.5, weight_init="signed_constant").apply(model)
+    scores = supermask_layers.supermask_layers(model)["hidden.0.weight"].scores
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1.2e-3)
+    trajectory = []
+    for step in range(2 * steps):
+        x, y = batches[step % len(batches)]
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        if step >= steps:
+            trajectory.append(scores.detach().abs().reshape(-1).clone())
+    k = trajectory[0].numel() // 2
     top = TopK()
     ways = {
         "torch.sort": lambda a: torch.sort(a).indices[-k:],
@@ -121,9 +149,7 @@ def selection_ms(steps: int = 60) -> dict[str, float]:
         "TopK": lambda a: top.masks([a], k),
     }
     times: dict[str, list[float]] = defaultdict(list)
-    for _ in range(steps):
-        scores.add_(torch.randn(scores.shape, generator=generator).sign_().mul_(1.2e-3))
-        magnitudes = scores.abs()
+    for magnitudes in trajectory:
         for name, way in ways.items():
             start = time.process_time()
             way(magnitudes)
@@ -152,7 +178,7 @@ def main() -> None:
             for measure, value in fit_once(variant, batches, args.epochs).items():
                 results[(variant, measure)].append(value)
         print(f"repetition {rep + 1}/{args.reps} done ({time.perf_counter() - started:.0f} s)", flush=True)
-    selection = selection_ms()
+    selection = selection_ms(batches)
 
     print(f"\nLeNet-300-100, per-optimizer-step cost, batch {args.batch_size}, torch threads {torch.get_num_threads()},"
           f" {args.reps} interleaved repetitions; supermask density 0.5.")
@@ -164,7 +190,8 @@ def main() -> None:
         medians = {m: statistics.median(results[(variant, m)]) for m in measures}
         print(f"| {variant} | " + " | ".join(f"{medians[m]:.3f} ({medians[m] / dense[m]:.2f}x)" for m in measures)
               + " |")
-    print("\nTop half of 235,200 |scores| along Adam-like steps, median CPU ms per call:")
+    print("\nTop half of the first layer's 235,200 |scores| along 60 steps of supermask training, median CPU ms per"
+          " call:")
     print(" | ".join(f"{name} {ms:.2f}" for name, ms in selection.items()))
     print("Target: edge_popup at most 1.3x dense.")
     print(f"Total wall time: {time.perf_counter() - started:.0f} s.")

@@ -51,24 +51,20 @@ Allocation = Literal["layerwise", "global"]
 _ALLOCATIONS = ("layerwise", "global")
 
 
-class _Selection:
-    """The supermask layers of one module, selected together (one ``TopK`` call for all of them, whichever the
-    allocation): their masks, recomputed only when a score tensor or the density changed."""
+class _Group:
+    """Layers whose masks are selected together (one layer, or all of them): their masks, recomputed only when a
+    score tensor or the density changed."""
 
-    def __init__(self, density: float, allocation: Allocation) -> None:
+    def __init__(self, density: float) -> None:
         self.members: list[Supermask] = []
         self.density = density
-        self.allocation = allocation
         self._top = TopK()
         self._key: tuple[Any, ...] = ()
         self._masks: list[Tensor] = []
+        self._abs: list[Tensor] = []
 
-    def kept(self) -> int | list[int]:
-        """Weights kept: of all layers together (global allocation), or of each layer."""
-        sizes = [m.scores.numel() for m in self.members]
-        if self.allocation == "global":
-            return kept_count(self.density, sum(sizes))
-        return [kept_count(self.density, n) for n in sizes]
+    def kept(self) -> int:
+        return kept_count(self.density, sum(m.scores.numel() for m in self.members))
 
     def mask(self, member: Supermask) -> Tensor:
         scores = [m.scores for m in self.members]
@@ -76,15 +72,23 @@ class _Selection:
         # is in the key as inference tensors cannot be used by autograd outside it.
         key = (self.density, torch.is_inference_mode_enabled(), *((s._version, s.data_ptr(), s.device) for s in scores))
         if key != self._key:
-            devices = {s.device for s in scores}
-            if len(devices) > 1:
-                raise ValueError(f"the supermask layers are on several devices ({sorted(map(str, devices))}): their"
-                                 " masks are selected together, on one device; keep the supermasked layers on one.")
             with torch.no_grad():
-                masks = self._top.masks(scores, self.kept(), absolute=True)
+                masks = self._top.masks(self._magnitudes(scores), self.kept())
                 self._masks = [m if m.dtype == s.dtype else m.to(s.dtype) for m, s in zip(masks, scores)]
             self._key = key
-        return self._masks[member.position]
+        return self._masks[self.members.index(member)]
+
+    def _magnitudes(self, scores: list[Tensor]) -> list[Tensor]:
+        """``|scores|`` in float32, in buffers kept between calls (fresh megabyte tensors cost page faults)."""
+        if [(b.shape, b.device) for b in self._abs] != [(s.shape, s.device) for s in scores] or any(
+                b.is_inference() and not torch.is_inference_mode_enabled() for b in self._abs):
+            self._abs = [torch.empty(s.shape, dtype=torch.float32, device=s.device) for s in scores]
+        for buffer, s in zip(self._abs, scores):
+            if s.dtype == torch.float32:
+                torch.abs(s, out=buffer)
+            else:
+                buffer.copy_(s).abs_()
+        return self._abs
 
 
 class Supermask(InBasis):
@@ -93,12 +97,11 @@ class Supermask(InBasis):
     The stored (frozen) tensor is the weight's coefficients in ``basis`` (the weight itself for ``identity``).
     """
 
-    def __init__(self, scores: Tensor, method: str, basis: str, group: _Selection) -> None:
+    def __init__(self, scores: Tensor, method: str, basis: str, group: _Group) -> None:
         super().__init__(basis)
         self.scores = nn.Parameter(scores)
         self.method = method
         self.group = group
-        self.position = len(group.members)
         self._scratch: Tensor | None = None
         group.members.append(self)
 
@@ -183,7 +186,7 @@ class SupermaskSpec:
         if self.include is None:
             _check_types_have_weights(module, self.types)
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
-        group = _Selection(self.density, self.allocation)
+        shared = _Group(self.density) if self.allocation == "global" else None
         for (owner, attribute) in owners:
             weight = getattr(owner, attribute)
             drawn = draw_weight(self.weight_init, weight.shape, self.density, self.scale_fan, generator)
@@ -191,6 +194,7 @@ class SupermaskSpec:
             with torch.no_grad():
                 if drawn is not None:
                     weight.copy_(drawn)
+            group = shared if shared is not None else _Group(self.density)
             # unsafe: skip parametrize's trial forward, which would select masks before every layer has its scores.
             parametrize.register_parametrization(owner, attribute, Supermask(scores, self.method, self.basis, group),
                                                  unsafe=True)
