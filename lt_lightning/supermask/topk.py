@@ -2,15 +2,15 @@
 
 A supermask keeps the ``k`` largest ``|scores|`` of a layer (or of all layers) in every forward, ``k`` exact. Median
 CPU time per call on one thread (``benchmarks/supermask_overhead.py``; AMD EPYC, AVX2) for LeNet-300-100's first
-layer (235,200 scores, ``k`` half of them) along Adam-like steps, against a dense LeNet-300-100 optimizer step of
-~4.1 ms:
+layer (235,200 scores, ``k`` half of them) along the steps of a supermask training, against a dense LeNet-300-100
+optimizer step of ~3.4 ms in a Lightning loop (batch 60):
 
-==============================================  ========
-``torch.sort``                                  22.4 ms
-``torch.kthvalue`` + comparison                 3.9 ms
-``torch.topk``                                  3.3 ms
-:class:`TopK`                                   0.4-0.9 ms
-==============================================  ========
+==============================================  ===========
+``torch.sort``                                  22.2-22.5 ms
+``torch.kthvalue`` + comparison                 3.4-3.9 ms
+``torch.topk``                                  3.3-3.4 ms
+:class:`TopK`                                   0.7-0.8 ms
+==============================================  ===========
 
 How: after an optimizer step the ``k``-th largest value has moved a little from the last one, ``t``.
 
