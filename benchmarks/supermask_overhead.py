@@ -41,9 +41,8 @@ from torch.utils.data import DataLoader
 
 import lt_lightning.supermask.layers as supermask_layers
 from lt_lightning import SupermaskCallback
-from lt_lightning.supermask import SupermaskSpec
 from lt_lightning.experiments.configs import quiet_console
-from lt_lightning.supermask import TopK
+from lt_lightning.supermask import SupermaskSpec, TopK
 from lt_lightning.zoo import Classifier
 
 VARIANTS = ("dense", "edge_popup", "biprop", "edge_popup_kthvalue", "edge_popup_masks_once")
