@@ -58,14 +58,14 @@ class KthvalueTopK:
         return [(value >= threshold).float()]
 
 
+SELECT = supermask_layers._Group.mask
+
+
 def masks_once(group: supermask_layers._Group, member: supermask_layers.Supermask) -> torch.Tensor:
     """``_Group.mask`` that selects at the first call only."""
     if not group._masks:
         return SELECT(group, member)
     return group._masks[group.members.index(member)]
-
-
-SELECT = supermask_layers._Group.mask
 
 
 class StepTimer(L.Callback):
