@@ -45,6 +45,7 @@ from collections import defaultdict
 
 import lightning as L
 import torch
+from _timing import StepTimer, make_batches, timed_trainer
 from lightning.pytorch.callbacks import ModelPruning
 from torch import nn
 from torch.nn.utils import prune as torch_prune
@@ -62,21 +63,6 @@ MODELS = {
     "lenet_300_100": ("lenet_300_100", {}),
     "conv2": ("conv2", {"in_channels": 1, "image_size": 28}),
 }
-
-
-class StepTimer(L.Callback):
-    """Stamps the start of every training batch of the timed epochs (epoch >= 1)."""
-
-    def __init__(self) -> None:
-        self.stamps: dict[int, list[float]] = defaultdict(list)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.current_epoch >= 1:
-            self.stamps[trainer.current_epoch].append(time.perf_counter())
-
-    def mean_step_ms(self) -> float:
-        deltas = [b - a for stamps in self.stamps.values() for a, b in zip(stamps, stamps[1:])]
-        return 1e3 * sum(deltas) / len(deltas)
 
 
 def make_model(name: str) -> Classifier:
@@ -100,14 +86,6 @@ def make_ticket(name: str, folder: str, density: float = DENSITY) -> str:
     return path
 
 
-def make_batches(steps_per_epoch: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    generator = torch.Generator().manual_seed(0)
-    return [
-        (torch.randn(batch_size, 1, 28, 28, generator=generator), torch.randint(0, 10, (batch_size,), generator=generator))
-        for _ in range(steps_per_epoch)
-    ]
-
-
 def fit_once(name: str, variant: str, batches: list, epochs: int, ticket: str, all_kept: str) -> float:
     model = make_model(name)
     timer = StepTimer()
@@ -124,22 +102,10 @@ def fit_once(name: str, variant: str, batches: list, epochs: int, ticket: str, a
     elif variant == "torch_prune":
         torch_prune.global_unstructured(weight_modules(model), pruning_method=torch_prune.L1Unstructured,
                                         amount=1 - DENSITY)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1 + epochs,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
+    timed_trainer(epochs, callbacks).fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
     if variant in ("lt_masks", "pl_pruning", "torch_prune"):
         check_density(model, variant)
-    return timer.mean_step_ms()
+    return timer.step_ms()
 
 
 def check_density(model: nn.Module, variant: str) -> None:

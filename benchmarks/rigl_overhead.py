@@ -31,6 +31,7 @@ from collections import defaultdict
 
 import lightning as L
 import torch
+from _timing import StepTimer, make_batches, timed_trainer
 from torch.utils.data import DataLoader
 
 from lt_lightning import PruneAtInitCallback, RigLCallback
@@ -38,31 +39,6 @@ from lt_lightning.experiments.configs import quiet_console
 from lt_lightning.zoo import Classifier
 
 VARIANTS = ("dense", "static", "rigl")
-
-
-class StepTimer(L.Callback):
-    """Stamps the start of every training batch of the timed epochs (epoch >= 1), with the global step."""
-
-    def __init__(self) -> None:
-        self.stamps: dict[int, list[tuple[float, int]]] = defaultdict(list)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.current_epoch >= 1:
-            self.stamps[trainer.current_epoch].append((time.perf_counter(), trainer.global_step))
-
-    def step_ms(self, is_update) -> tuple[list[float], list[float]]:
-        """Milliseconds of the regular steps and of the update steps."""
-        regular, update = [], []
-        for stamps in self.stamps.values():
-            for (start, step), (end, _) in zip(stamps, stamps[1:]):
-                (update if is_update(step + 1) else regular).append(1e3 * (end - start))
-        return regular, update
-
-
-def make_batches(steps: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    generator = torch.Generator().manual_seed(0)
-    return [(torch.randn(batch_size, 1, 28, 28, generator=generator),
-             torch.randint(0, 10, (batch_size,), generator=generator)) for _ in range(steps)]
 
 
 def fit_once(variant: str, batches: list, epochs: int, density: float, every: int) -> tuple[float, float | None]:
@@ -77,17 +53,15 @@ def fit_once(variant: str, batches: list, epochs: int, density: float, every: in
         rigl = RigLCallback(density=density, distribution="erk", allow_dense_layers=True, update_every=every,
                             stop=0.95, save_ticket=False)
         callbacks.append(rigl)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1 + epochs, callbacks=callbacks, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, num_sanity_val_steps=0)
-    trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
+    timed_trainer(epochs, callbacks).fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
     if rigl is None:
-        return statistics.fmean(timer.step_ms(lambda step: False)[0]), None
+        return timer.step_ms(), None
     if not rigl.updates or abs(rigl.masks.density() - density) > 1e-3:
         raise RuntimeError(f"rigl: {len(rigl.updates)} updates, density {rigl.masks.density():.4f}; expected updates"
                            f" at density {density}.")
-    regular, update = timer.step_ms(rigl.is_update_step)
-    return statistics.fmean(regular), statistics.fmean(update)
+    steps = timer.steps()
+    return (statistics.fmean(ms for step, ms in steps if not rigl.is_update_step(step)),
+            statistics.fmean(ms for step, ms in steps if rigl.is_update_step(step)))
 
 
 def main() -> None:

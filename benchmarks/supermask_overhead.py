@@ -37,6 +37,7 @@ from collections import defaultdict
 
 import lightning as L
 import torch
+from _timing import CLOCKS, StepTimer, make_batches, timed_trainer
 from torch.utils.data import DataLoader
 
 import lt_lightning.supermask.layers as supermask_layers
@@ -46,7 +47,6 @@ from lt_lightning.supermask import SupermaskSpec, TopK
 from lt_lightning.zoo import Classifier
 
 VARIANTS = ("dense", "edge_popup", "biprop", "edge_popup_kthvalue", "edge_popup_masks_once")
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 class KthvalueTopK:
@@ -68,40 +68,6 @@ def masks_once(group: supermask_layers._Group, member: supermask_layers.Supermas
     return group._masks[group.members.index(member)]
 
 
-class StepTimer(L.Callback):
-    """Stamps, in the timed epochs (epoch >= 1) and on both clocks, the start of every training batch and the moment
-    its backward pass is done (``on_before_optimizer_step``)."""
-
-    def __init__(self) -> None:
-        self.starts: dict[str, dict[int, list[float]]] = {c: defaultdict(list) for c in CLOCKS}
-        self.backward_done: dict[str, list[float]] = defaultdict(list)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.current_epoch >= 1:
-            for clock, read in CLOCKS.items():
-                self.starts[clock][trainer.current_epoch].append(read())
-
-    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if trainer.current_epoch >= 1:
-            for clock, read in CLOCKS.items():
-                self.backward_done[clock].append(read() - self.starts[clock][trainer.current_epoch][-1])
-
-    def step_ms(self, clock: str) -> float:
-        """Mean ms from one batch start to the next: a whole optimizer step."""
-        deltas = [b - a for stamps in self.starts[clock].values() for a, b in zip(stamps, stamps[1:])]
-        return 1e3 * sum(deltas) / len(deltas)
-
-    def forward_backward_ms(self, clock: str) -> float:
-        """Mean ms from a batch start to the end of its backward pass."""
-        return 1e3 * sum(self.backward_done[clock]) / len(self.backward_done[clock])
-
-
-def make_batches(steps: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    generator = torch.Generator().manual_seed(0)
-    return [(torch.randn(batch_size, 1, 28, 28, generator=generator),
-             torch.randint(0, 10, (batch_size,), generator=generator)) for _ in range(steps)]
-
-
 def fit_once(variant: str, batches: list, epochs: int) -> dict[str, float]:
     torch.manual_seed(0)
     model = Classifier("lenet_300_100", {}, optimizer="adam", lr=1.2e-3)
@@ -113,10 +79,7 @@ def fit_once(variant: str, batches: list, epochs: int) -> dict[str, float]:
                                            save_tickets=False))
     supermask_layers.TopK = KthvalueTopK if variant == "edge_popup_kthvalue" else TopK  # type: ignore[misc]
     supermask_layers._Group.mask = masks_once if variant == "edge_popup_masks_once" else SELECT  # type: ignore
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1 + epochs, callbacks=callbacks, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, num_sanity_val_steps=0)
-    trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
+    timed_trainer(epochs, callbacks).fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
     supermask_layers.TopK = TopK  # type: ignore[misc]
     supermask_layers._Group.mask = SELECT  # type: ignore[method-assign]
     return {**{f"step {clock}": timer.step_ms(clock) for clock in CLOCKS},
