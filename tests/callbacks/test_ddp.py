@@ -14,6 +14,7 @@ from lt_lightning.masks import Masks
 SCRIPT = os.path.join(os.path.dirname(__file__), "ddp_imp.py")
 
 
+@pytest.mark.ddp
 def test_ddp_masks_identical_on_all_ranks(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run([sys.executable, SCRIPT, str(tmp_path), "rank_seeded"], env=env, capture_output=True,
@@ -45,6 +46,7 @@ def test_sharded_strategies_are_refused_with_the_supported_list(strategy):
         check_strategy(_Trainer(strategy), "IMPCallback")
 
 
+@pytest.mark.ddp
 def test_ddp_spawn_results_reach_the_launching_process(tmp_path):
     from lt_lightning import load_ticket
     from lt_lightning.records import read_history

@@ -129,6 +129,7 @@ def test_resume_keeps_the_masks_and_does_not_prune_again(tmp_path):
     assert fresh.masks != first.masks
 
 
+@pytest.mark.ddp
 def test_ddp_snip_masks_computed_once_and_identical_on_all_ranks(tmp_path):
     script = os.path.join(os.path.dirname(__file__), "ddp_prune_at_init.py")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}

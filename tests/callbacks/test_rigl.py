@@ -167,6 +167,7 @@ def test_updates_reach_the_logger_and_the_final_ticket_is_written(tmp_path, data
 SCRIPT = os.path.join(os.path.dirname(__file__), "ddp_rigl.py")
 
 
+@pytest.mark.ddp
 def test_ddp_masks_identical_on_all_ranks(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run([sys.executable, SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True,

@@ -198,6 +198,7 @@ def test_resume_from_a_checkpoint_matches_the_uninterrupted_fit(tmp_path):
                     ckpt_path=tmp_path / "ckpt" / "epoch=1.ckpt")
 
 
+@pytest.mark.ddp
 def test_ddp_ranks_end_identical(tmp_path):
     script = os.path.join(os.path.dirname(__file__), "ddp_supermask.py")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}

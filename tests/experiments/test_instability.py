@@ -435,6 +435,7 @@ def test_cli_instability_from_yaml_and_dry_run_for_launchers(tmp_path, capsys, m
     assert "points=1 must be an int >= 2" in capsys.readouterr().err
 
 
+@pytest.mark.ddp
 def test_instability_with_two_ddp_processes(tmp_path):
     script = os.path.join(HERE, "ddp_instability.py")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
