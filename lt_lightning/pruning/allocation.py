@@ -77,16 +77,19 @@ def smart_ratios(
     *,
     decay: Literal["quadratic", "linear"] = "quadratic",
     last_density: float = 0.3,
+    rule: Literal["resnet", "vgg"] = "resnet",
 ) -> Masks:
     """Smart-ratio layer densities (:func:`smart_ratio_densities`), each layer pruned by its own threshold. Registered
-    as ``"smart_ratios"`` (quadratic decay, the paper's choice) and ``"smart_ratios_linear"``."""
+    as ``"smart_ratios"`` (quadratic decay, the paper's choice), ``"smart_ratios_linear"`` and
+    ``"smart_ratios_vgg"`` (quadratic decay, the authors' rule for VGG-style networks)."""
     densities = smart_ratio_densities({n: m.numel() for n, m in masks.items()}, density, decay, last_density,
-                                      _alive_fractions(masks))
+                                      _alive_fractions(masks), rule)
     return _keep_per_layer(scores, masks, _counts(densities, masks, density))
 
 
 register_allocation("smart_ratios")(smart_ratios)
 register_allocation("smart_ratios_linear")(functools.partial(smart_ratios, decay="linear"))
+register_allocation("smart_ratios_vgg")(functools.partial(smart_ratios, rule="vgg"))
 
 
 def erk_densities(
@@ -112,12 +115,15 @@ def smart_ratio_densities(
     decay: Literal["quadratic", "linear"] = "quadratic",
     last_density: float = 0.3,
     max_density: Mapping[str, float] | None = None,
+    rule: Literal["resnet", "vgg"] = "resnet",
 ) -> dict[str, float]:
     """Per-layer densities of the smart ratios of Su et al. 2020 ("Sanity-checking pruning methods: random tickets
     can win the jackpot"), for ``L`` layers in order (``numel``'s order, the last being the output layer).
 
     Layer ``l = 1 .. L-1`` keeps a density proportional to ``(L - l + 1)^2 + (L - l + 1)`` (``decay="quadratic"``) or
-    to ``L - l + 1`` (``"linear"``), scaled so that ``density`` of all weights is kept; the last layer keeps
+    to ``L - l + 1`` (``"linear"``); with ``rule="vgg"`` that is divided by ``l^2``, as the authors' code does for
+    every network but ResNets (the paper states only the ``"resnet"`` rule). Densities are scaled so that ``density``
+    of all weights is kept; the last layer keeps
     ``last_density`` (the paper's 30%). Layers whose density would exceed 1 (or their ``max_density``) are given that
     and the others scaled again, as in :func:`erk_densities` (the authors' code instead hands the excess to the next
     layers in order).
@@ -125,9 +131,14 @@ def smart_ratio_densities(
     >>> d = smart_ratio_densities({"a": 100, "b": 100, "c": 100, "out": 10}, 0.3)  # raw 20, 12, 6 for a, b, c
     >>> {n: round(v, 4) for n, v in d.items()}  # a: 20 * (93 - 3) / 3800
     {'a': 0.4737, 'b': 0.2842, 'c': 0.1421, 'out': 0.3}
+    >>> d = smart_ratio_densities({"a": 100, "b": 100, "c": 100, "out": 10}, 0.3, rule="vgg")  # raw 20, 12/4, 6/9
+    >>> {n: round(v, 4) for n, v in d.items()}
+    {'a': 0.7606, 'b': 0.1141, 'c': 0.0254, 'out': 0.3}
     """
     if decay not in ("quadratic", "linear"):
         raise ValueError(f"decay={decay!r} is not allowed; expected 'quadratic' or 'linear'.")
+    if rule not in ("resnet", "vgg"):
+        raise ValueError(f"rule={rule!r} is not allowed; expected 'resnet' or 'vgg'.")
     limit = {n: (max_density or {}).get(n, 1.0) for n in numel}
     names = list(numel)
     if len(names) == 1:
@@ -143,7 +154,8 @@ def smart_ratio_densities(
             f" of the {budget:.0f} weights that density={density} allows: use a higher density or another allocation."
         )
     depth = len(names)
-    raw = {n: float(k * k + k if decay == "quadratic" else k) for n, k in zip(body, range(depth, 1, -1))}
+    raw = {n: (k * k + k if decay == "quadratic" else k) / (depth + 1 - k if rule == "vgg" else 1) ** 2
+           for n, k in zip(body, range(depth, 1, -1))}  # k = L - l + 1, so l = L + 1 - k
     densities = _scale_to_budget(raw, {n: numel[n] for n in body}, budget - last_kept, limit)
     return {**densities, last: last_kept / numel[last]}
 

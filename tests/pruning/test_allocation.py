@@ -63,7 +63,29 @@ def test_smart_ratios_set_dense_layers_that_would_exceed_one_and_refuse_an_impos
         smart_ratio_densities(numel, 0.2, decay="cubic")
 
 
-@pytest.mark.parametrize("name", ["global", "layerwise", "erk", "smart_ratios", "smart_ratios_linear"])
+def test_smart_ratio_rules_against_hand_computed_densities():
+    # L = 4 layers of 100, 100, 100 and 10 weights at density 0.3: 93 weights kept, 3 of them in the last layer.
+    numel = {"a": 100, "b": 100, "c": 100, "out": 10}
+    # ResNet rule: raw 4^2 + 4 = 20, 3^2 + 3 = 12, 2^2 + 2 = 6; 90 = s * 100 * 38, so s = 90 / 3800.
+    assert smart_ratio_densities(numel, 0.3) == pytest.approx(
+        {"a": 1800 / 3800, "b": 1080 / 3800, "c": 540 / 3800, "out": 0.3})
+    # VGG rule, divided by l^2: raw 20 / 1, 12 / 4, 6 / 9; 90 = s * 100 * 71 / 3, so s = 270 / 7100.
+    assert smart_ratio_densities(numel, 0.3, rule="vgg") == pytest.approx(
+        {"a": 5400 / 7100, "b": 810 / 7100, "c": 180 / 7100, "out": 0.3})
+    # Linear decay, VGG rule: raw 4, 3 / 4, 2 / 9; 90 = s * 100 * (144 + 27 + 8) / 36, so s = 3240 / 17900.
+    assert smart_ratio_densities(numel, 0.3, decay="linear", rule="vgg") == pytest.approx(
+        {"a": 4 * 3240 / 17900, "b": 0.75 * 3240 / 17900, "c": 2 / 9 * 3240 / 17900, "out": 0.3})
+    # By name: floors 76, 11, 2 and 3 of 76.06, 11.41, 2.54 and 3; the one weight short goes to the largest remainder.
+    masks = ALLOCATIONS["smart_ratios_vgg"]({n: torch.rand(k) for n, k in numel.items()},
+                                            Masks({n: torch.ones(k, dtype=torch.bool) for n, k in numel.items()}),
+                                            0.3)
+    assert {n: int(m.sum()) for n, m in masks.items()} == {"a": 76, "b": 11, "c": 3, "out": 3}
+    with pytest.raises(ValueError, match="rule='densenet' is not allowed; expected 'resnet' or 'vgg'"):
+        smart_ratio_densities(numel, 0.3, rule="densenet")
+
+
+@pytest.mark.parametrize("name", ["global", "layerwise", "erk", "smart_ratios", "smart_ratios_linear",
+                                  "smart_ratios_vgg"])
 def test_allocations_keep_the_target_and_never_revive(name):
     torch.manual_seed(0)
     scores = {n: torch.randn(s) for n, s in SHAPES.items()}

@@ -86,7 +86,7 @@ def test_keep_dense_and_layer_density():
     ({"layer_density": {"1.weight": 0.5}}, r"layer_density names parameters that are not masked: \['1.weight'\]"),
     ({"layer_density": {"0.weight": 0.0}}, r"layer_density\['0.weight'\]=0.0 is not allowed"),
     ({"allocation": "erk2"}, r"unknown allocation 'erk2'; known allocations: \['erk', 'global', 'layerwise',"
-                             r" 'smart_ratios', 'smart_ratios_linear'\]"),
+                             r" 'smart_ratios', 'smart_ratios_linear', 'smart_ratios_vgg'\]"),
 ])
 def test_bad_arguments(kwargs, needle):
     net = tiny_middle_layer_net()
