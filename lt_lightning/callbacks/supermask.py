@@ -9,6 +9,7 @@ ticket.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Literal
 
@@ -17,7 +18,14 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from lt_lightning.callbacks._trainer import after_configure_model, log_metrics, run_dir, runs_in_launched_processes
+from lt_lightning.callbacks._trainer import (
+    TrainingLength,
+    after_configure_model,
+    log_metrics,
+    run_dir,
+    runs_in_launched_processes,
+    steps_per_epoch,
+)
 from lt_lightning.callbacks.base import BaseMaskingCallback
 from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.supermask import (
@@ -175,6 +183,23 @@ class SupermaskCallback(BaseMaskingCallback):
                              " '...parametrizations.weight.0.scores'.")
         self._follow_schedule(trainer)
 
+    def _check_schedule_length(self, trainer: pl.Trainer) -> None:
+        """The schedule reaches ``density`` at epoch ``progressive_epochs``: a training that ends before it never
+        trains (or saves) the density asked for."""
+        per_epoch = steps_per_epoch(trainer)
+        if not self.progressive_epochs or self.spec.density >= 0.5 or per_epoch == math.inf:
+            return
+        try:
+            epochs = math.ceil(TrainingLength.read(trainer).steps(per_epoch) / per_epoch)
+        except ValueError:
+            return  # no finite length: the schedule's end is reached
+        if self.progressive_epochs >= epochs:
+            reached = progressive_density(self.spec.density, epochs - 1, self.progressive_epochs)
+            raise ValueError(f"progressive_epochs={self.progressive_epochs} is not allowed with a training of"
+                             f" {epochs} epochs ({TrainingLength.read(trainer)}): the density reaches"
+                             f" {self.spec.density} at epoch {self.progressive_epochs}, so the fit would end at"
+                             f" {reached:.4g}. Use progressive_epochs < {epochs}, or train longer.")
+
     def _follow_schedule(self, trainer: pl.Trainer) -> None:
         if self._module is not None and self.progressive_epochs:
             set_density(self._module, progressive_density(self.spec.density, trainer.current_epoch,
@@ -187,6 +212,10 @@ class SupermaskCallback(BaseMaskingCallback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._check_schedule_length(trainer)
+        # The loops are restored by now (not yet in on_fit_start), and a fit resumed mid-epoch gets no
+        # on_train_epoch_start for that epoch: the density of the resumed epoch is set here.
+        self._follow_schedule(trainer)
         self._log(trainer)
 
     @override

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import digits_model, make_trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from test_resume import Crash, ResumableDigits
+from test_resume import Crash, ResumableDigits, SaveAt
 from torch import nn
 from torch.nn import functional as F
 
@@ -199,6 +199,43 @@ def test_resume_from_a_checkpoint_matches_the_uninterrupted_fit(tmp_path):
 
 
 @pytest.mark.ddp
+def _progressive(root, save_at=(), ckpt_path=None, max_epochs=3):
+    pl.seed_everything(0, verbose=False)
+    callback = SupermaskCallback(density=0.3, method="biprop", weight_init="signed_constant", progressive_epochs=2)
+    densities = []
+
+    class Density(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            densities.append((trainer.global_step, round(callback.masks.density(), 3)))
+
+    trainer = make_trainer(root, [callback, Density(), SaveAt(root, save_at)], max_epochs=max_epochs)
+    model = digits_model(optimizer="sgd", lr=0.1)
+    trainer.fit(model, ResumableDigits(batch_size=64), ckpt_path=ckpt_path)
+    return model, dict(densities), callback.ticket(trainer)
+
+
+@pytest.mark.parametrize("step", [30, 50])  # inside the schedule's second epoch; after its end (22 steps an epoch)
+def test_progressive_schedule_resumes_mid_epoch_where_it_was(tmp_path, step):
+    full, full_densities, full_ticket = _progressive(tmp_path / "full", save_at=(step,))
+    model, densities, ticket = _progressive(tmp_path / "resumed", ckpt_path=tmp_path / "full" / "ckpt" /
+                                            f"step={step}.ckpt")
+    assert min(densities) == step and all(densities[s] == full_densities[s] for s in densities)
+    assert densities[step] == (0.325 if step == 30 else 0.3)  # was 0.5, the schedule's first density
+    for name, value in full.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    assert ticket.masks == full_ticket.masks
+    assert all(d == pytest.approx(0.3, abs=2e-3) for d in ticket.metadata["layer_density"].values())
+
+
+def test_a_schedule_longer_than_the_training_is_refused(tmp_path, datamodule):
+    trainer = make_trainer(tmp_path, [SupermaskCallback(density=0.3, progressive_epochs=3)], max_epochs=3)
+    with pytest.raises(ValueError, match=r"progressive_epochs=3 is not allowed with a training of 3 epochs \(max_epo"
+                                         r"chs=3, max_steps=-1\): the density reaches 0.3 at epoch 3, so the fit"
+                                         r" would end at 0.3074. Use progressive_epochs < 3"):
+        trainer.fit(digits_model(), datamodule)
+    assert trainer.global_step == 0
+
+
 def test_ddp_ranks_end_identical(tmp_path):
     script = os.path.join(os.path.dirname(__file__), "ddp_supermask.py")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
