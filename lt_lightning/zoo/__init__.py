@@ -2,9 +2,12 @@
 
 from lt_lightning.zoo.classifier import Classifier
 from lt_lightning.zoo.data import (
+    CIFAR10DataModule,
     DigitsDataModule,
     FashionMNISTDataModule,
     MNIST1DDataModule,
+    MNISTDataModule,
+    read_cifar10_batch,
     read_idx,
 )
 from lt_lightning.zoo.models import (
@@ -23,6 +26,7 @@ __all__ = [
     "MLP",
     "MODELS",
     "VGG16",
+    "CIFAR10DataModule",
     "Classifier",
     "Conv2",
     "Conv4",
@@ -31,7 +35,9 @@ __all__ = [
     "FashionMNISTDataModule",
     "LeNet300100",
     "MNIST1DDataModule",
+    "MNISTDataModule",
     "ResNet20",
     "build_model",
+    "read_cifar10_batch",
     "read_idx",
 ]

@@ -1,10 +1,12 @@
-"""Offline ``LightningDataModule``s: MNIST-1D, Fashion-MNIST (local IDX files), sklearn digits.
+"""Offline ``LightningDataModule``s: MNIST-1D, MNIST and Fashion-MNIST (local IDX files), CIFAR-10 (a local copy
+of its python version), sklearn digits.
 
 Each ``train_dataloader()`` call shuffles with a fresh generator seeded from
 ``seed``, so every ``fit`` (e.g. every pruning round) sees the same order.
 """
 
 import gzip
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _MNIST1D_CACHE: dict[int, dict[str, np.ndarray]] = {}
 
@@ -146,18 +151,14 @@ def read_idx(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(data.astype(dtype.newbyteorder("="), copy=True))
 
 
-def _read_fashion_split(data_dir: Path, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, 28, 28) uint8 and labels (N,) of the ``train`` or ``t10k`` split."""
+def _read_idx_split(data_dir: Path, prefix: str, missing: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 28, 28) uint8 and labels (N,) of the ``train`` or ``t10k`` split; ``missing`` ends the error."""
     tensors = []
     for kind, ndim in (("images-idx3", 3), ("labels-idx1", 1)):
         name = f"{prefix}-{kind}-ubyte"
         found = [p for p in (data_dir / f"{name}.gz", data_dir / name) if p.is_file()]
         if not found:
-            raise FileNotFoundError(
-                f"Fashion-MNIST file {name}[.gz] not found in {data_dir}. On Debian/Ubuntu "
-                "`apt-get install dataset-fashion-mnist` provides it in "
-                "/usr/share/datasets/fashion-mnist; or pass download=True (needs internet)."
-            )
+            raise FileNotFoundError(f"{name}[.gz] not found in {data_dir}. {missing}")
         tensor = read_idx(found[0])
         if tensor.dtype != torch.uint8 or tensor.ndim != ndim:
             raise ValueError(
@@ -170,18 +171,96 @@ def _read_fashion_split(data_dir: Path, prefix: str) -> tuple[torch.Tensor, torc
     return images, labels.long()
 
 
-def _fashion_dataset(images: torch.Tensor, labels: torch.Tensor) -> TensorDataset:
-    x = (images.unsqueeze(1).float() / 255 - FASHION_MEAN) / FASHION_STD
-    return TensorDataset(x, labels.long())
+class _ImageDataModule(_TensorDataModule):
+    """Image classification data read into memory by ``_load``; ``val_size`` train images are held out
+    (``val_size=0``: the val loader serves the test set). Images are scaled to [0, 1] and normalized per channel
+    with the dataset's published ``mean`` and ``std``."""
+
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __init__(self, data_dir: str, batch_size: int, val_size: int, download: bool, num_workers: int,
+                 seed: int) -> None:
+        super().__init__(batch_size, seed, num_workers)
+        if val_size < 0:
+            raise ValueError(f"val_size must be >= 0, got {val_size!r}")
+        self.data_dir, self.val_size, self.download = Path(data_dir), val_size, download
+
+    def _torchvision(self, train: bool, download: bool) -> Any:
+        raise NotImplementedError
+
+    def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images (N, C, H, W) or (N, H, W), and int64 labels (N,)."""
+        raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        if self.download:
+            for train in (True, False):
+                self._torchvision(train, download=True)
+
+    def _dataset(self, images: torch.Tensor, labels: torch.Tensor) -> TensorDataset:
+        x = images.unsqueeze(1) if images.ndim == 3 else images
+        shape = (1, -1, 1, 1)
+        x = (x.float() / 255 - torch.tensor(self.mean).view(shape)) / torch.tensor(self.std).view(shape)
+        return TensorDataset(x, labels.long())
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        images, labels = self._load(train=True)
+        if self.val_size >= len(labels):
+            raise ValueError(
+                f"val_size={self.val_size} leaves no training data out of {len(labels)}"
+            )
+        self.test_set = self._dataset(*self._load(train=False))
+        if self.val_size == 0:
+            self.train_set, self.val_set = self._dataset(images, labels), self.test_set
+            return
+        train, val = _split(len(labels), self.val_size, self.seed)
+        self.train_set = self._dataset(images[train], labels[train])
+        self.val_set = self._dataset(images[val], labels[val])
 
 
-class FashionMNISTDataModule(_TensorDataModule):
-    """Fashion-MNIST from local IDX files; ``val_size`` train images are held out.
+def _vision_dataset(name: str) -> Any:
+    try:
+        import torchvision.datasets
+    except ImportError as err:
+        raise ImportError("download=True needs torchvision: pip install 'lt-lightning[vision]'") from err
+    return getattr(torchvision.datasets, name)
+
+
+class _IDXDataModule(_ImageDataModule):
+    """A 28x28 grey-scale dataset in LeCun's IDX files (``train-``/``t10k-images-idx3-ubyte[.gz]`` and labels).
+
+    With ``download=True`` torchvision downloads into ``data_dir/<torchvision name>/raw`` and reads from there;
+    otherwise the four IDX files must be in ``data_dir``.
+    """
+
+    torchvision_name = ""
+    missing = ""
+
+    def _torchvision(self, train: bool, download: bool) -> Any:
+        return _vision_dataset(self.torchvision_name)(root=str(self.data_dir), train=train, download=download)
+
+    def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.download:
+            dataset = self._torchvision(train, download=False)
+            return dataset.data, dataset.targets
+        return _read_idx_split(self.data_dir, "train" if train else "t10k", self.missing)
+
+
+class FashionMNISTDataModule(_IDXDataModule):
+    """Fashion-MNIST (Xiao et al. 2017) from local IDX files; ``val_size`` train images are held out.
 
     With ``download=True`` torchvision downloads into ``data_dir/FashionMNIST/raw``
     and reads from there; otherwise the four IDX files must be in ``data_dir``.
     ``val_size=0`` makes the val loader serve the test set.
     """
+
+    mean, std = (FASHION_MEAN,), (FASHION_STD,)
+    torchvision_name = "FashionMNIST"
+    missing = ("On Debian/Ubuntu `apt-get install dataset-fashion-mnist` provides the Fashion-MNIST files in "
+               "/usr/share/datasets/fashion-mnist; or pass download=True (needs internet).")
 
     def __init__(
         self,
@@ -192,47 +271,132 @@ class FashionMNISTDataModule(_TensorDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, seed, num_workers)
-        if val_size < 0:
-            raise ValueError(f"val_size must be >= 0, got {val_size!r}")
-        self.data_dir, self.val_size, self.download = Path(data_dir), val_size, download
+        super().__init__(data_dir, batch_size, val_size, download, num_workers, seed)
+        self.save_hyperparameters()
+
+
+class MNISTDataModule(_IDXDataModule):
+    """MNIST (LeCun et al. 1998) from local IDX files, as :class:`FashionMNISTDataModule` (same file names and
+    layout; torchvision's folder is ``data_dir/MNIST/raw``); normalized with MNIST's mean 0.1307 and std 0.3081.
+    The default ``val_size`` holds out 5000 train images, as Frankle & Carbin (2019) do for early stopping."""
+
+    mean, std = (MNIST_MEAN,), (MNIST_STD,)
+    torchvision_name = "MNIST"
+    missing = ("Put the four MNIST IDX files (train-images-idx3-ubyte.gz, ...) there, or pass download=True "
+               "(needs internet and torchvision).")
+
+    def __init__(
+        self,
+        data_dir: str = "data/mnist",
+        batch_size: int = 128,
+        val_size: int = 5000,
+        download: bool = False,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(data_dir, batch_size, val_size, download, num_workers, seed)
+        self.save_hyperparameters()
+
+
+def read_cifar10_batch(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch file of CIFAR-10's python version (a pickled dict with ``data``: N x 3072 uint8, rows of red,
+    green then blue 32x32 planes, and ``labels``) as uint8 images (N, 3, 32, 32) and int64 labels (N,)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            # CIFAR-10's own format is a pickle, as torchvision reads it: load only files you trust.
+            batch = pickle.load(f, encoding="bytes")
+    except (OSError, pickle.UnpicklingError, EOFError) as err:
+        raise ValueError(f"cannot read CIFAR-10 batch {path}: {err}") from None
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()} if isinstance(batch, dict) else {}
+    if "data" not in batch or "labels" not in batch:
+        raise ValueError(f"{path} is not a CIFAR-10 batch: expected a dict with 'data' and 'labels'")
+    data = np.asarray(batch["data"], dtype=np.uint8)
+    labels = np.asarray(batch["labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise ValueError(f"{path}: data of shape {data.shape} and {len(labels)} labels; expected (N, 3072) and N")
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
+
+
+class CIFAR10DataModule(_ImageDataModule):
+    """CIFAR-10 (Krizhevsky 2009) from an existing local copy of its python version, read without downloading:
+    ``data_batch_1`` .. ``data_batch_5`` and ``test_batch`` in ``data_dir`` or in ``data_dir/cifar-10-batches-py``
+    (where torchvision and the ``cifar-10-python.tar.gz`` archive put them). ``download=True`` lets torchvision
+    download and extract the archive into ``data_dir`` first (needs internet).
+
+    ``augment=True`` (OpenLTH's default for CIFAR-10 training) flips each training image horizontally with
+    probability 1/2 and crops it at a random offset from its 4-pixel zero padding, on the device after the batch
+    is moved there, with the global torch RNG (so ``seed_everything`` fixes it); validation and test images are
+    never augmented. ``val_size=0`` (OpenLTH's setting) makes the val loader serve the test set.
+    """
+
+    mean, std = CIFAR10_MEAN, CIFAR10_STD
+
+    def __init__(
+        self,
+        data_dir: str = "data/cifar10",
+        batch_size: int = 128,
+        val_size: int = 5000,
+        augment: bool = True,
+        download: bool = False,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(data_dir, batch_size, val_size, download, num_workers, seed)
+        self.augment = augment
         self.save_hyperparameters()
 
     def _torchvision(self, train: bool, download: bool) -> Any:
-        try:
-            from torchvision.datasets import FashionMNIST
-        except ImportError as err:
-            raise ImportError(
-                "download=True needs torchvision: pip install 'lt-lightning[vision]'"
-            ) from err
-        return FashionMNIST(root=str(self.data_dir), train=train, download=download)
+        return _vision_dataset("CIFAR10")(root=str(self.data_dir), train=train, download=download)
 
-    def prepare_data(self) -> None:
-        if self.download:
-            for train in (True, False):
-                self._torchvision(train, download=True)
+    def _folder(self) -> Path:
+        for folder in (self.data_dir, self.data_dir / "cifar-10-batches-py"):
+            if (folder / "test_batch").is_file():
+                return folder
+        raise FileNotFoundError(
+            f"CIFAR-10 batches (data_batch_1 .. data_batch_5, test_batch) not found in {self.data_dir} or "
+            f"{self.data_dir / 'cifar-10-batches-py'}: extract cifar-10-python.tar.gz there, or pass download=True "
+            "(needs internet and torchvision)."
+        )
 
     def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.download:
-            dataset = self._torchvision(train, download=False)
-            return dataset.data, dataset.targets
-        return _read_fashion_split(self.data_dir, "train" if train else "t10k")
+        folder = self._folder()
+        names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise FileNotFoundError(f"CIFAR-10 batch files {missing} not found in {folder}")
+        images, labels = zip(*(read_cifar10_batch(folder / n) for n in names))
+        return torch.cat(images), torch.cat(labels)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        images, labels = self._load(train=True)
-        if self.val_size >= len(labels):
-            raise ValueError(
-                f"val_size={self.val_size} leaves no training data out of {len(labels)}"
-            )
-        self.test_set = _fashion_dataset(*self._load(train=False))
-        if self.val_size == 0:
-            self.train_set, self.val_set = _fashion_dataset(images, labels), self.test_set
-            return
-        train, val = _split(len(labels), self.val_size, self.seed)
-        self.train_set = _fashion_dataset(images[train], labels[train])
-        self.val_set = _fashion_dataset(images[val], labels[val])
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if not (self.augment and self.trainer is not None and self.trainer.training):
+            return batch
+        x, y = batch
+        return random_flip_crop(x), y
+
+
+def random_flip_crop(x: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) flipped horizontally with probability 1/2, then cropped back to H x W at a
+    random offset from its zero padding of ``padding`` pixels (the standard CIFAR augmentation).
+
+    >>> x = torch.arange(16.0).view(1, 1, 4, 4)
+    >>> y = random_flip_crop(x, padding=0)
+    >>> torch.equal(y, x) or torch.equal(y, x.flip(3))
+    True
+    """
+    n, _, h, w = x.shape
+    flip = torch.rand(n, device=x.device) < 0.5
+    x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+    if padding == 0:
+        return x
+    padded = F.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n, 1), device=x.device)
+    dx = torch.randint(0, 2 * padding + 1, (n, 1), device=x.device)
+    rows = (dy + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+    cols = (dx + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+    index = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    channels = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+    return padded[index, channels, rows, cols]
 
 
 class DigitsDataModule(_TensorDataModule):

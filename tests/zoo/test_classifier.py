@@ -1,3 +1,5 @@
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -79,3 +81,30 @@ def test_optimizers_and_step_schedulers(optimizer, scheduler, milestones, final_
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Classifier(**{"model_kwargs": DIGITS_MLP, **kwargs})
+
+
+@pytest.mark.parametrize(("scheduler", "milestones"), [("none", None), ("multistep", [8]), ("cosine", None)])
+def test_warmup_multiplies_the_schedule(scheduler, milestones):
+    model = Classifier("mlp", DIGITS_MLP, optimizer="sgd", lr=0.1, scheduler=scheduler, milestones=milestones,
+                       warmup_steps=4)
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    make_trainer(max_epochs=1, limit_val_batches=0, callbacks=[Record()]).fit(model, DigitsDataModule(batch_size=128))
+    warm = [0.025, 0.05, 0.075, 0.1]  # lr * (step + 1) / 4
+    if scheduler == "none":
+        assert lrs == pytest.approx(warm + [0.1] * 7)
+    elif scheduler == "multistep":
+        assert lrs == pytest.approx(warm + [0.1] * 4 + [0.01] * 3)
+    else:  # cosine over the 11 steps, times the warm-up
+        assert lrs == pytest.approx([w * 0.5 * (1 + math.cos(math.pi * s / 11)) for s, w in
+                                     enumerate(warm + [0.1] * 7)])
+
+
+@pytest.mark.parametrize("warmup_steps", [-1, 2.5, True])
+def test_bad_warmup_steps(warmup_steps):
+    with pytest.raises(ValueError, match=rf"warmup_steps must be an integer >= 0, got {warmup_steps!r}"):
+        Classifier("mlp", DIGITS_MLP, warmup_steps=warmup_steps)

@@ -1,14 +1,36 @@
 import gzip
+import json
+import os
+import pickle
 import random
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from lt_lightning.zoo import DigitsDataModule, FashionMNISTDataModule, MNIST1DDataModule, read_idx
-from lt_lightning.zoo.data import FASHION_MEAN, FASHION_STD
+from lt_lightning.cli import main
+from lt_lightning.zoo import (
+    CIFAR10DataModule,
+    DigitsDataModule,
+    FashionMNISTDataModule,
+    MNIST1DDataModule,
+    MNISTDataModule,
+    read_cifar10_batch,
+    read_idx,
+)
+from lt_lightning.zoo.data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    FASHION_MEAN,
+    FASHION_STD,
+    MNIST_MEAN,
+    MNIST_STD,
+    random_flip_crop,
+)
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(
@@ -251,3 +273,116 @@ def test_digits_bad_val_fraction(val_fraction):
 def test_loaders_before_setup_raise():
     with pytest.raises(RuntimeError, match=r"DigitsDataModule.setup\(\) must be called"):
         DigitsDataModule().train_dataloader()
+
+
+# --- MNIST, CIFAR-10 and OpenLTH's recipes (examples/configs/openlth_*.yaml) on small files in their formats ---
+
+CONFIGS = Path(__file__).parents[2] / "examples" / "configs"
+
+
+def write_cifar_files(directory: Path, per_batch: int = 4, n_test: int = 6) -> dict[str, dict]:
+    """CIFAR-10's python version: six pickled dicts with bytes keys, as the real archive holds them."""
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    batches = {}
+    for name, n in [*((f"data_batch_{i}", per_batch) for i in range(1, 6)), ("test_batch", n_test)]:
+        batches[name] = {b"batch_label": name.encode(), b"labels": [int(v) for v in rng.integers(0, 10, n)],
+                         b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                         b"filenames": [b"x.png"] * n}
+        with open(directory / name, "wb") as f:
+            pickle.dump(batches[name], f)
+    return batches
+
+
+def test_mnist_reads_idx_files_with_mnist_statistics(tmp_path):
+    arrays = write_fashion_files(tmp_path)  # the same IDX names and layout as Fashion-MNIST
+    dm = MNISTDataModule(str(tmp_path), val_size=0)
+    dm.setup()
+    assert dm.val_set is dm.test_set and len(dm.train_set) == 40
+    expected = (torch.from_numpy(arrays["t10k-images-idx3-ubyte"]).float() / 255 - MNIST_MEAN) / MNIST_STD
+    assert torch.allclose(dm.test_set.tensors[0][:, 0], expected)
+    with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte\[\.gz\] not found in .*download=True"):
+        MNISTDataModule(str(tmp_path / "empty")).setup()
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_cifar10_reads_the_python_batches_without_downloading(tmp_path, inside):
+    folder = tmp_path / "cifar-10-batches-py" if inside else tmp_path
+    batches = write_cifar_files(folder)
+    dm = CIFAR10DataModule(str(tmp_path), val_size=5, seed=1)
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (15, 5, 6)
+    x, y = dm.test_set.tensors
+    assert x.shape == (6, 3, 32, 32) and x.dtype == torch.float32 and y.tolist() == batches["test_batch"][b"labels"]
+    row = batches["test_batch"][b"data"][2]
+    # Each row holds the red, green and blue 32 x 32 planes in turn, rows of pixels within a plane.
+    for c, h, w in [(0, 0, 0), (1, 5, 7), (2, 31, 30)]:
+        value = (row[c * 1024 + h * 32 + w] / 255 - CIFAR10_MEAN[c]) / CIFAR10_STD[c]
+        assert x[2, c, h, w].item() == pytest.approx(value, abs=1e-5)
+    train_labels = sorted(dm.train_set.tensors[1].tolist() + dm.val_set.tensors[1].tolist())
+    assert train_labels == sorted(v for i in range(1, 6) for v in batches[f"data_batch_{i}"][b"labels"])
+
+
+def test_cifar10_errors_name_the_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"CIFAR-10 batches .* not found in .*cifar-10-batches-py.*download"):
+        CIFAR10DataModule(str(tmp_path)).setup()
+    write_cifar_files(tmp_path)
+    (tmp_path / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError, match=r"CIFAR-10 batch files \['data_batch_3'\] not found"):
+        CIFAR10DataModule(str(tmp_path), val_size=0).setup()
+    (tmp_path / "bad").write_bytes(pickle.dumps({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]}))
+    with pytest.raises(ValueError, match=r"bad: data of shape \(2, 10\) and 2 labels; expected \(N, 3072\)"):
+        read_cifar10_batch(tmp_path / "bad")
+    (tmp_path / "text").write_text("not a pickle")
+    with pytest.raises(ValueError, match=r"cannot read CIFAR-10 batch .*text"):
+        read_cifar10_batch(tmp_path / "text")
+
+
+def test_random_flip_crop_returns_a_flipped_shifted_copy_of_each_image():
+    torch.manual_seed(0)
+    x = torch.randn(16, 2, 6, 6)
+    y = random_flip_crop(x, padding=1)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    flipped = torch.nn.functional.pad(x.flip(3), (1, 1, 1, 1))
+    seen = set()
+    for i in range(len(x)):
+        options = [(f, dy, dx) for f, source in ((0, padded), (1, flipped)) for dy in range(3) for dx in range(3)
+                   if torch.equal(y[i], source[i, :, dy:dy + 6, dx:dx + 6])]
+        assert options, i
+        seen.add(options[0])
+    assert len(seen) > 4  # offsets and flips differ between images
+
+
+def _recipe(name: str, tmp_path: Path, data_dir: Path) -> Path:
+    """The config with its data in ``data_dir``, 3 steps a round, 2 rounds, the rewind point at step 1."""
+    config = yaml.safe_load((CONFIGS / name).read_text())
+    config["trainer"].pop("max_epochs")
+    config["trainer"].update(max_steps=3, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path)
+    rewind, imp = config["trainer"]["callbacks"]
+    rewind["init_args"]["step"] = 1
+    imp["init_args"]["rounds"] = 1
+    config["data"]["init_args"].update(data_dir=str(data_dir), batch_size=4)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("name", ["openlth_lenet_mnist.yaml", "openlth_resnet20_cifar10.yaml",
+                                  "openlth_vgg16_cifar10.yaml"])
+def test_openlth_recipes_parse_and_run_a_few_steps(tmp_path, name, monkeypatch):
+    data = tmp_path / "data"
+    (write_fashion_files if "mnist" in name else write_cifar_files)(data)
+    full = yaml.safe_load((CONFIGS / name).read_text())
+    imp = full["trainer"]["callbacks"][1]["init_args"]
+    assert (full["model"]["init_args"]["lr"], imp["pruning_fraction"], imp["allocation"]) == (0.1, 0.2, "global")
+    monkeypatch.setattr(sys, "argv", ["lt-lightning"])
+    assert main(["fit", "--config", str(_recipe(name, tmp_path, data))]) == 0
+    run = tmp_path / full["trainer"]["logger"]["init_args"]["name"] / "version_0"
+    history = json.loads((run / "imp_history.json").read_text())
+    history = history["rounds"] if isinstance(history, dict) else history
+    assert [r["round"] for r in history] == [0, 1] and history[1]["start_step"] == 1
+    assert history[1]["density"] == pytest.approx(0.8, abs=0.01)
+    if "keep_dense" in imp:  # the output layer is never pruned, as OpenLTH's pruning_layers_to_ignore
+        assert history[1]["layer_density"]["model.out.weight"] == 1.0
+    assert os.path.isfile(run / "config.yaml")
