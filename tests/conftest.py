@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lt_lightning.zoo import Classifier, DigitsDataModule
 
 # Scripts run as separate processes (DDP); importing them here would run their registrations twice.
-collect_ignore_glob = ["callbacks/ddp_*.py"]
+collect_ignore_glob = ["callbacks/ddp_*.py", "conformance/ddp_*.py"]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conformance.checks import assert_pruned_zero
 from torch import nn
 
 from lt_lightning.controls import CONTROLS, NEEDS_INIT, make_control, register_control
@@ -67,8 +68,7 @@ def test_every_control_zeroes_pruned_weights_keeps_the_architecture_and_the_sour
     assert list(out.masks) == list(ticket.masks)
     for key, value in ticket.state_dict.items():
         assert out.state_dict[key].shape == value.shape and out.state_dict[key].dtype == value.dtype
-    for n, m in out.masks.items():
-        assert bool((out.state_dict[n][~m] == 0).all())
+    assert_pruned_zero(out.state_dict, out.masks)
     assert out.metadata == {"round": 3, "layer_density": DENSITY, "control": name, "control_seed": 3}
     out.metadata["layer_density"]["0.weight"] = 0.0  # a copy: the source ticket's metadata is untouched
     assert ticket.masks == before.masks and ticket.metadata == before.metadata

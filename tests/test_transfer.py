@@ -9,6 +9,7 @@ import warnings
 import lightning.pytorch as pl
 import pytest
 import torch
+from conformance.checks import assert_pruned_zero
 from conftest import digits_model, make_trainer
 from torch import nn
 
@@ -48,7 +49,7 @@ def test_a_ticket_on_a_module_with_another_head(tmp_path):
     state = target.state_dict()
     for name in HIDDEN:  # the ticket's weights, pruned ones zero
         assert torch.equal(state[name], ticket.state_dict[name])
-        assert bool((state[name][~ticket.masks[name]] == 0).all())
+    assert_pruned_zero(state, {n: ticket.masks[n] for n in HIDDEN})
     assert torch.equal(state["model.hidden.0.bias"], ticket.state_dict["model.hidden.0.bias"])
     assert torch.equal(state["model.out.weight"], head)  # the head: the module's own, dense
 
@@ -81,8 +82,7 @@ def test_a_transferred_ticket_trains_through_masking_callback(tmp_path, datamodu
     with pytest.warns(TransferWarning, match="model.out.weight"):
         make_trainer(tmp_path, [callback], max_epochs=None, max_steps=5, logger=False).fit(model, datamodule)
     assert list(callback.masks) == list(HIDDEN)
-    for name in HIDDEN:
-        assert bool((dict(model.named_parameters())[name][~ticket.masks[name]] == 0).all())
+    assert_pruned_zero(dict(model.named_parameters()), {n: ticket.masks[n] for n in HIDDEN})
     assert bool((model.model.out.weight != 0).all())  # dense, trained
 
 

@@ -6,6 +6,7 @@ import os
 import lightning.pytorch as pl
 import pytest
 import torch
+from conformance.checks import ZeroWatcher, assert_pruned_zero
 from conftest import digits_model, make_trainer
 from lightning.pytorch.callbacks import (
     BackboneFinetuning,
@@ -27,25 +28,6 @@ STEPS_PER_EPOCH = 22  # 1347 training digits, batch 64
 class NoTraining(Callback):
     def on_train_batch_start(self, *args):
         raise AssertionError("a training batch started")
-
-
-class ZeroForwards(Callback):
-    """Counts forwards whose pruned weights are not zero, through a forward pre-hook on the module."""
-
-    def __init__(self, imp):
-        self.imp, self.forwards, self.violations, self._handle = imp, 0, 0, None
-
-    def on_train_start(self, trainer, pl_module):
-        self._handle = pl_module.register_forward_pre_hook(self._check)
-
-    def on_train_end(self, trainer, pl_module):
-        self._handle.remove()
-
-    def _check(self, module, args):
-        self.forwards += 1
-        params = dict(module.named_parameters())
-        for name, mask in (self.imp.masks or {}).items():
-            self.violations += int((params[name].detach()[~mask] != 0).sum())
 
 
 # ---------------------------------------------------------------------------------------------------- A.1 stopping
@@ -176,7 +158,7 @@ def test_layers_built_in_setup_or_configure_model_get_masks(tmp_path, datamodule
     make_trainer(tmp_path, [imp], max_epochs=1).fit(model, datamodule)
     assert list(imp.masks) == ["model.0.weight", "model.2.weight"]
     assert imp.history[-1]["density"] == pytest.approx(0.5, abs=1e-3)
-    assert bool((model.model[0].weight[~imp.masks["model.0.weight"]] == 0).all())
+    assert_pruned_zero(dict(model.named_parameters()), imp.masks)
 
 
 def test_lazy_layers_get_a_clear_error(tmp_path, datamodule):
@@ -198,13 +180,12 @@ class LBFGSClassifier(Classifier):
 
 def test_lbfgs_sees_pruned_weights_at_zero_in_every_forward(tmp_path, datamodule):
     imp = IMPCallback(rounds=2, pruning_fraction=0.6, save_tickets=False)
-    check = ZeroForwards(imp)
+    check = ZeroWatcher(imp)
     model = LBFGSClassifier("mlp", {"in_features": 64, "hidden": [32, 16], "num_classes": 10})
     trainer = make_trainer(tmp_path, [imp, check], max_steps=12, limit_val_batches=2)
     trainer.fit(model, datamodule)
     assert len(imp.history) == 3 and imp.masks.density() < 0.2
-    assert check.forwards > 3 * 12  # LBFGS evaluates the loss several times inside each step
-    assert check.violations == 0
+    assert check.checked > 3 * 3 * 12  # 3 masked layers; LBFGS evaluates the loss several times inside each step
 
 
 # ------------------------------------------------------------------------------- A.6 epoch-interval schedulers

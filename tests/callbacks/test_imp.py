@@ -4,6 +4,7 @@ import os
 import lightning.pytorch as pl
 import pytest
 import torch
+from conformance.checks import assert_pruned_zero
 from conftest import digits_model, make_trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
@@ -25,10 +26,9 @@ class ZeroCheck(Callback):
         if self.imp.masks is None or self.imp.masks.density() == 1.0:
             return
         params = dict(pl_module.named_parameters())
-        for name, mask in self.imp.masks.items():
-            tensor = params[name].grad if grads else params[name]
-            if tensor is not None:
-                assert bool((tensor[~mask] == 0).all()), f"{name}: pruned {'gradient' if grads else 'weight'} not zero"
+        masks = {n: m for n, m in self.imp.masks.items() if not grads or params[n].grad is not None}
+        assert_pruned_zero({n: params[n].grad if grads else params[n] for n in masks}, masks,
+                           "(gradient)" if grads else "")
         self.checks += 1
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -83,8 +83,8 @@ def test_imp_rounds_densities_history_and_tickets(tmp_path, datamodule):
     # imp.masks: bool tensors named as in model.named_parameters(); pruned weights are zero at fit end.
     params = dict(model.named_parameters())
     assert list(imp.masks) == ["model.hidden.0.weight", "model.hidden.1.weight", "model.out.weight"]
-    for name, mask in imp.masks.items():
-        assert mask.dtype == torch.bool and bool((params[name][~mask] == 0).all())
+    assert all(mask.dtype == torch.bool for mask in imp.masks.values())
+    assert_pruned_zero(params, imp.masks)
     # Masks only shrink.
     tickets = [load_ticket(h["ticket"]) for h in imp.history]
     for before, after in zip(tickets, tickets[1:]):
@@ -210,9 +210,7 @@ def test_pruned_weights_stay_zero(tmp_path, datamodule, case):
     model = digits_model(**model_kwargs)
     trainer.fit(model, datamodule)
     assert len(imp.history) == 3 and check.checks > 20
-    params = dict(model.named_parameters())
-    for name, mask in imp.masks.items():
-        assert bool((params[name][~mask] == 0).all())
+    assert_pruned_zero(dict(model.named_parameters()), imp.masks)
     # Every saved checkpoint has its own masks' pruned weights at exactly zero.
     files = sorted(os.listdir(tmp_path / "ckpt"))
     assert len(files) >= 3
@@ -222,8 +220,7 @@ def test_pruned_weights_stay_zero(tmp_path, datamodule, case):
         state = next(v for k, v in ckpt_data["callbacks"].items() if k.startswith("IMPCallback"))
         masks = Masks.unpack(state["masks"])
         pruned_seen |= masks.density() < 1
-        for name, mask in masks.items():
-            assert bool((ckpt_data["state_dict"][name][~mask] == 0).all()), (file, name)
+        assert_pruned_zero(ckpt_data["state_dict"], masks, file)
     assert pruned_seen
 
 
@@ -250,7 +247,7 @@ def test_masking_callback_trains_a_ticket_sparsely(tmp_path, datamodule):
     make_trainer(tmp_path / "control", [masking], max_epochs=1).fit(control, datamodule)
     mask = masking.masks["model.hidden.0.weight"]
     assert masking.masks == load_ticket(path).masks
-    assert bool((control.model.hidden[0].weight[~mask] == 0).all())
+    assert_pruned_zero(dict(control.named_parameters()), masking.masks)
     assert not torch.equal(control.model.hidden[0].weight, own_init * mask)  # it trained
 
 

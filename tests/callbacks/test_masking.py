@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
+from conformance.checks import assert_pruned_zero
 from conftest import digits_model, make_trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
@@ -73,8 +74,8 @@ def test_each_control_trains_the_control_of_the_ticket(imp_run, tmp_path, datamo
         numel = {n: m.numel() for n, m in ticket.masks.items()}
         ratios = smart_ratio_densities(numel, ticket.masks.density())
         assert all(abs(int(m.sum()) - ratios[n] * numel[n]) < 1 for n, m in callback.masks.items())
-    for name, mask in callback.masks.items():  # pruned weights still zero after training; kept ones trained
-        assert bool((probe.end[name][~mask] == 0).all()), name
+    assert_pruned_zero(probe.end, callback.masks)  # pruned weights still zero after training; kept ones trained
+    for name, mask in callback.masks.items():
         assert not torch.equal(probe.end[name][mask], probe.start[name][mask]), name
     assert callback.ticket_metadata["control"] == control and callback.ticket_metadata["control_seed"] == 1
     assert callback.ticket_metadata["round"] == 2

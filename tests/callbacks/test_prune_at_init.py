@@ -8,6 +8,7 @@ import sys
 import lightning.pytorch as pl
 import pytest
 import torch
+from conformance.checks import assert_pruned_zero
 from conftest import digits_model, make_trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.nn import functional as F
@@ -30,8 +31,7 @@ class Probe(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         params = dict(pl_module.named_parameters())
         assert self.callback.masks is not None, "no masks before a training step"
-        for name, mask in self.callback.masks.items():
-            assert bool((params[name][~mask] == 0).all()), name
+        assert_pruned_zero(params, self.callback.masks, f"at step {trainer.global_step}")
         if self.first is None:
             self.first = {"masks": Masks(dict(self.callback.masks)), "x": batch[0].clone(), "step": trainer.global_step,
                           "weights": {n: p.detach().clone() for n, p in params.items()}}
@@ -47,8 +47,8 @@ def test_snip_prunes_once_before_the_first_step(tmp_path, datamodule):
     assert probe.first["step"] == 0 and probe.first["masks"].density() == round(0.1 * PRUNABLE) / PRUNABLE
     assert callback.masks == probe.first["masks"]  # fixed through training
     params = dict(model.named_parameters())
-    for name, mask in callback.masks.items():
-        assert bool((params[name][~mask] == 0).all()) and not torch.equal(params[name], probe.first["weights"][name])
+    assert_pruned_zero(params, callback.masks)
+    assert not any(torch.equal(params[n], probe.first["weights"][n]) for n in callback.masks)  # trained
 
     # Drawing the scoring batches did not change the training data order.
     fresh = DigitsDataModule(batch_size=64, seed=0)
@@ -123,8 +123,7 @@ def test_resume_keeps_the_masks_and_does_not_prune_again(tmp_path):
     pl.seed_everything(1, verbose=False)
     resumed, model = _resume_run(tmp_path / "resumed", seed=1, ckpt_path=tmp_path / "ckpt" / "epoch=0-step=5.ckpt")
     assert resumed.masks == first.masks
-    params = dict(model.named_parameters())
-    assert all(bool((params[n][~m] == 0).all()) for n, m in resumed.masks.items())
+    assert_pruned_zero(dict(model.named_parameters()), resumed.masks)
     fresh, _ = _resume_run(tmp_path / "fresh", seed=1)
     assert fresh.masks != first.masks
 
