@@ -34,6 +34,7 @@ from lt_lightning.masks import Masks
 from lt_lightning.pruning.allocation import _counts, smart_ratio_densities
 from lt_lightning.registry import Registry
 from lt_lightning.ticket import Ticket
+from lt_lightning.validation import check_seed
 
 __all__ = ["CONTROLS", "NEEDS_INIT", "NEEDS_REWIND_POINT", "ControlFn", "init_file", "make_control", "register_control"]
 
@@ -94,9 +95,7 @@ def make_control(name: str, ticket: Ticket, *, seed: int, init: Mapping[str, Ten
     (True, False)
     """
     CONTROLS.check(name)
-    # Negative seeds alias large ones in torch (-1 is 2**64 - 1): two seeds would give the same control.
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed={seed!r} is not allowed; expected an int in [0, 2**64).")
+    check_seed("seed", seed)  # other seeds alias these in torch's generator: two seeds would give the same control
     _check_ticket(ticket)
     if init is None and name in NEEDS_INIT:
         raise ValueError(

@@ -15,8 +15,8 @@ from typing_extensions import override
 
 from lt_lightning.callbacks._trainer import after_configure_model
 from lt_lightning.masks import DEFAULT_TYPES
-from lt_lightning.pruning.prune import check_regex
 from lt_lightning.supermask import BASES, express_in_basis, weights_in_a_basis
+from lt_lightning.validation import check_selection
 
 #: The regex that names the coefficient tensors, for a masking callback's ``include=``.
 COEFFICIENTS = r"parametrizations\.weight\.original$"
@@ -42,9 +42,7 @@ class BasisCallback(Callback):
     def __init__(self, basis: str = "dct", include: str | None = None, exclude: str | None = None,
                  types: list[str] | tuple[str, ...] = DEFAULT_TYPES) -> None:
         BASES.check(basis)
-        for arg, value in (("include", include), ("exclude", exclude)):
-            if value is not None:
-                check_regex(arg, value)
+        check_selection(include, exclude, types)
         self.basis, self.include, self.exclude, self.types = basis, include, exclude, types
 
     @override

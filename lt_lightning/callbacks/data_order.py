@@ -13,10 +13,11 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, DistributedSampler
 from typing_extensions import override
 
-# seed_everything takes seeds in [0, 2**32); so do torch's CPU generators in effect (their Mersenne twister keeps
-# the low 32 bits of a seed). The shuffle of epoch e is drawn from seed + e * _GOLDEN mod 2**32: for each epoch a
-# one-to-one map of seeds, so two copies' seeds never give them the same order in the same epoch.
-_MAX_SEED = 2**32
+from lt_lightning.validation import SEED_RANGE, check_seed
+
+# Seeds are in [0, 2**32) (lt_lightning.validation says why). The shuffle of epoch e is drawn from
+# seed + e * _GOLDEN mod 2**32: for each epoch a one-to-one map of seeds, so two copies' seeds never give them the
+# same order in the same epoch.
 _GOLDEN = 0x9E3779B9
 
 
@@ -42,9 +43,7 @@ class DataOrderCallback(Callback):
     """
 
     def __init__(self, seed: int) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _MAX_SEED:
-            raise ValueError(f"seed={seed!r} is not allowed; expected an int in [0, 2**32) (as seed_everything takes).")
-        self.seed = seed
+        self.seed = check_seed("seed", seed)
         self._owner: Any = None
         self._generators: set[int] = set()
 
@@ -68,7 +67,7 @@ class DataOrderCallback(Callback):
             for loader in _loaders(loaders):
                 generator = getattr(_sampler(loader), "generator", _MISSING)
                 if generator is not _MISSING:  # RandomSampler, SubsetRandomSampler, WeightedRandomSampler, ...
-                    seeded = torch.Generator().manual_seed((self.seed + trainer.current_epoch * _GOLDEN) % _MAX_SEED)
+                    seeded = torch.Generator().manual_seed((self.seed + trainer.current_epoch * _GOLDEN) % SEED_RANGE)
                     _sampler(loader).generator = seeded
                     self._generators.add(id(seeded))
             return loaders

@@ -17,11 +17,10 @@ from lt_lightning.callbacks.base import BaseMaskingCallback, on_rank_zero
 from lt_lightning.dynamic import MaskSettling
 from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext
-from lt_lightning.pruning.schedule import check_fraction
 from lt_lightning.pruning.spec import PruningSpec
 from lt_lightning.state import to_cpu
-from lt_lightning.step import Step
 from lt_lightning.ticket import Ticket
+from lt_lightning.validation import check_bool, check_fraction, check_int, check_step
 
 #: Beside IMP's tickets: the early-bird ticket.
 TICKET_FILE = "early_bird.pt"
@@ -74,14 +73,9 @@ class EarlyBirdCallback(Callback):
     ) -> None:
         check_fraction("density", density)
         check_fraction("distance", distance)
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"window={window!r} is not allowed; expected an int >= 1 (consecutive checks below"
-                             " distance).")
-        self.every = Step.parse(every)
-        if self.every == Step():
-            raise ValueError(f"every={every!r} is not allowed; expected at least one optimizer step, e.g. '1ep' or 50.")
-        if not isinstance(stop, bool):
-            raise ValueError(f"stop={stop!r} is not allowed; expected a bool.")
+        check_int("window", window, minimum=1, why="consecutive checks below distance")
+        self.every = check_step("every", every, nonzero=True)
+        check_bool("stop", stop)
         if dirpath is not None and (not isinstance(dirpath, str) or os.path.isfile(dirpath)):
             raise ValueError(f"dirpath={dirpath!r} is not allowed; expected a folder for tickets/.")
         self.spec = PruningSpec(score="magnitude", allocation=allocation, include=include, exclude=exclude,

@@ -13,10 +13,10 @@ from lt_lightning.callbacks._trainer import steps_per_epoch
 from lt_lightning.callbacks.updating import MaskUpdateCallback
 from lt_lightning.dynamic import gmp_density, is_gmp_event
 from lt_lightning.masks import DEFAULT_TYPES, Masks
-from lt_lightning.pruning import ScoreContext, check_density
-from lt_lightning.pruning.schedule import check_fraction
+from lt_lightning.pruning import ScoreContext
 from lt_lightning.pruning.spec import PruningSpec
 from lt_lightning.step import Step
+from lt_lightning.validation import check_density, check_fraction, check_step
 
 
 class GMPCallback(MaskUpdateCallback):
@@ -67,11 +67,9 @@ class GMPCallback(MaskUpdateCallback):
         check_fraction("final", final)
         if final >= initial:
             raise ValueError(f"final={final} is not below initial={initial}: gradual pruning lowers the density.")
-        self.start = Step.parse(start)
-        self.end = Step.parse(end) if end is not None else None
-        self.every = Step.parse(every)
-        if self.every == Step():
-            raise ValueError(f"every={every!r} is not allowed; expected at least one optimizer step, e.g. 100 or '1ep'.")
+        self.start = check_step("start", start)
+        self.end = check_step("end", end) if end is not None else None
+        self.every = check_step("every", every, nonzero=True)
         super().__init__(PruningSpec(score="magnitude", allocation=allocation, keep_dense=keep_dense,
                                      include=include, exclude=exclude, types=types), dirpath, save_ticket)
         self.initial = initial

@@ -31,7 +31,6 @@ from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable
 from lt_lightning.callbacks.rewind import RewindCallback
 from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext, geometric
-from lt_lightning.pruning.schedule import check_fraction
 from lt_lightning.pruning.spec import PruningSpec, rounds_to_target
 from lt_lightning.records import HISTORY_FILE, MetricTracker, Mode, RoundRecord, history_run, write_history
 from lt_lightning.reporting import round_scalars
@@ -40,6 +39,7 @@ from lt_lightning.reporting.wandb import log_round_to_wandb
 from lt_lightning.state import relative_distance
 from lt_lightning.ticket import Ticket
 from lt_lightning.timeline import RoundTimeline
+from lt_lightning.validation import check_bool, check_fraction, check_int
 
 Reset = Literal["rewind", "lr_rewind", "finetune"]
 _RESETS = ("rewind", "lr_rewind", "finetune")
@@ -119,8 +119,8 @@ class IMPCallback(BaseMaskingCallback):
         super().__init__()
         if rounds is None and target_density is None:
             raise ValueError("IMPCallback needs rounds or target_density to know when to stop; both are None.")
-        if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
-            raise ValueError(f"rounds={rounds!r} is not allowed; expected an int >= 1.")
+        if rounds is not None:
+            check_int("rounds", rounds, minimum=1)
         check_fraction("pruning_fraction", pruning_fraction)
         if target_density is not None:
             check_fraction("target_density", target_density)
@@ -145,8 +145,7 @@ class IMPCallback(BaseMaskingCallback):
         self.dirpath = dirpath
         self.save_tickets = save_tickets
         for name, value in (("save_tickets", save_tickets), ("save_trained", save_trained), ("same_basin", same_basin)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name}={value!r} is not allowed; expected a bool.")
+            check_bool(name, value)
         self.save_trained = save_trained
         self.same_basin = same_basin
         self.num_rounds = rounds or 0  # set from target_density once the prunable layers are known

@@ -13,8 +13,8 @@ from typing_extensions import override
 from lt_lightning.callbacks.base import BaseMaskingCallback
 from lt_lightning.controls import CONTROLS, NEEDS_INIT, init_file, make_control
 from lt_lightning.masks import Masks
-from lt_lightning.pruning.prune import check_regex
 from lt_lightning.ticket import Ticket, load_ticket
+from lt_lightning.validation import check_bool, check_regex, check_seed, check_selection
 
 
 class MaskingCallback(BaseMaskingCallback):
@@ -55,13 +55,10 @@ class MaskingCallback(BaseMaskingCallback):
         super().__init__()
         if not isinstance(ticket, str) or not ticket:
             raise ValueError(f"ticket={ticket!r} is not allowed; expected the path of a ticket file.")
-        if not isinstance(ticket_weights, bool):
-            raise ValueError(f"ticket_weights={ticket_weights!r} is not allowed; expected a bool.")
+        check_bool("ticket_weights", ticket_weights)
         if control is not None and control not in CONTROLS:
             raise ValueError(f"control={control!r} is not allowed; expected None or one of {sorted(CONTROLS)}.")
-        # seed_everything and torch generators take different ranges; an int in [0, 2**64) suits the generator.
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-            raise ValueError(f"seed={seed!r} is not allowed; expected an int in [0, 2**64).")
+        check_seed("seed", seed)
         if control is not None and not ticket_weights:
             raise ValueError(f"control={control!r} gives the weights to train; ticket_weights=False would throw them"
                              " away: leave ticket_weights=True (control='reinit' is the re-initialised control).")
@@ -70,9 +67,9 @@ class MaskingCallback(BaseMaskingCallback):
         if rename is not None and (not isinstance(rename, dict) or
                                    not all(isinstance(v, str) for v in rename.values())):
             raise ValueError(f"rename={rename!r} is not allowed; expected {{regex: replacement}}.")
-        for what, pattern in [*(("rename key", key) for key in rename or {}), ("exclude", exclude)]:
-            if pattern is not None:
-                check_regex(what, pattern)
+        for key in rename or {}:
+            check_regex("rename key", key)
+        check_selection(exclude=exclude)
         if control is not None and (rename is not None or exclude is not None):
             raise ValueError(f"control={control!r} draws from a ticket of the module's own architecture; it cannot be"
                              " combined with rename= or exclude=.")

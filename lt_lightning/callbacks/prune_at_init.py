@@ -19,9 +19,10 @@ from typing_extensions import override
 
 from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable
 from lt_lightning.masks import DEFAULT_TYPES, Masks
-from lt_lightning.pruning import ScoreContext, check_density, prune_iteratively
+from lt_lightning.pruning import ScoreContext, prune_iteratively
 from lt_lightning.pruning.schedule import one_shot, synflow_exponential
 from lt_lightning.pruning.spec import PruningSpec
+from lt_lightning.validation import check_density, check_int
 
 # Scores that call the loss (the module's training_step) on training batches.
 _DATA_SCORES = ("snip", "grasp")
@@ -72,9 +73,8 @@ class PruneAtInitCallback(BaseMaskingCallback):
     ) -> None:
         super().__init__()
         check_density("density", density)
-        for name, value in (("batches", batches), ("iterations", iterations)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1.")
+        check_int("batches", batches, minimum=1)
+        check_int("iterations", iterations, minimum=1)
         self.spec = PruningSpec(score=method, allocation=allocation, layer_density=layer_density or {},
                                 keep_dense=keep_dense, allow_layer_collapse=allow_layer_collapse, include=include,
                                 exclude=exclude, types=types, seed=seed)

@@ -23,8 +23,8 @@ from lt_lightning.dynamic import (
 )
 from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext
-from lt_lightning.pruning.schedule import check_fraction
 from lt_lightning.pruning.spec import PruningSpec
+from lt_lightning.validation import check_bool, check_fraction, check_int, check_seed
 
 
 class RigLCallback(MaskUpdateCallback):
@@ -88,16 +88,11 @@ class RigLCallback(MaskUpdateCallback):
     ) -> None:
         check_fraction("density", density)
         allocation = check_distribution(distribution)
-        if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
-            raise ValueError(f"update_every={update_every!r} is not allowed; expected an int >= 1 (optimizer steps"
-                             " between mask updates).")
+        check_int("update_every", update_every, minimum=1, why="optimizer steps between mask updates")
         check_fraction("drop_fraction", drop_fraction)
         check_fraction("stop", stop)
-        if not isinstance(allow_dense_layers, bool):
-            raise ValueError(f"allow_dense_layers={allow_dense_layers!r} is not allowed; expected a bool.")
-        # The seed and the update step make one 64-bit generator seed per update.
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
-            raise ValueError(f"seed={seed!r} is not allowed; expected an int in [0, 2**31).")
+        check_bool("allow_dense_layers", allow_dense_layers)
+        check_seed("seed", seed)  # with the update step, one 64-bit generator seed per update: (seed << 32) + step
         super().__init__(PruningSpec(score="random", allocation=allocation, keep_dense=keep_dense, include=include,
                                      exclude=exclude, types=types, seed=seed), dirpath, save_ticket)
         self.density = density

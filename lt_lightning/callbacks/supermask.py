@@ -41,6 +41,7 @@ from lt_lightning.supermask import (
     supermask_layers,
 )
 from lt_lightning.ticket import Ticket
+from lt_lightning.validation import check_bool, check_int
 
 TICKET_FILE = "supermask.pt"
 BINARY_TICKET_FILE = "supermask_binary.pt"
@@ -115,14 +116,11 @@ class SupermaskCallback(BaseMaskingCallback):
         self.spec = SupermaskSpec(density=density, method=method, allocation=allocation, weight_init=weight_init,
                                   scale_fan=scale_fan, basis=basis, include=include, exclude=exclude, types=types,
                                   seed=seed)
-        if not isinstance(binary_activations, bool):
-            raise ValueError(f"binary_activations={binary_activations!r} is not allowed; expected True or False.")
-        if isinstance(progressive_epochs, bool) or not isinstance(progressive_epochs, int) or progressive_epochs < 0:
-            raise ValueError(f"progressive_epochs={progressive_epochs!r} is not allowed; expected an int >= 0.")
+        check_bool("binary_activations", binary_activations)
+        check_int("progressive_epochs", progressive_epochs)
         if dirpath is not None and not isinstance(dirpath, str):
             raise ValueError(f"dirpath={dirpath!r} is not allowed; expected a folder path or None.")
-        if not isinstance(save_tickets, bool):
-            raise ValueError(f"save_tickets={save_tickets!r} is not allowed; expected True or False.")
+        check_bool("save_tickets", save_tickets)
         self.binary_activations = binary_activations
         self.progressive_epochs = progressive_epochs
         self.dirpath = dirpath

@@ -22,6 +22,7 @@ from lt_lightning.dynamic import mask_changes, start_at_zero_
 from lt_lightning.masks import Masks
 from lt_lightning.pruning.spec import PruningSpec
 from lt_lightning.ticket import Ticket
+from lt_lightning.validation import check_bool
 
 
 class MaskUpdateCallback(BaseMaskingCallback):
@@ -45,8 +46,7 @@ class MaskUpdateCallback(BaseMaskingCallback):
         super().__init__()
         if dirpath is not None and (not isinstance(dirpath, str) or os.path.isfile(dirpath)):
             raise ValueError(f"dirpath={dirpath!r} is not allowed; expected a folder for tickets/.")
-        if not isinstance(save_ticket, bool):
-            raise ValueError(f"save_ticket={save_ticket!r} is not allowed; expected a bool.")
+        check_bool("save_ticket", save_ticket)
         self.spec = spec
         self.dirpath = dirpath
         self.save_ticket = save_ticket

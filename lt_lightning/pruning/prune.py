@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -15,18 +14,11 @@ from lt_lightning.pruning.allocation import ALLOCATIONS, _alive_scores, check_al
 from lt_lightning.pruning.schedule import check_density
 from lt_lightning.pruning.scores import ScoreContext, compute_scores
 from lt_lightning.pruning.threshold import keep_top_k
+from lt_lightning.validation import check_int, check_regex
 
 
 class LayerCollapseWarning(UserWarning):
     """The layer-collapse guard of :func:`prune` kept weights in layers that the allocation would have emptied."""
-
-
-def check_regex(what: str, pattern: str) -> re.Pattern[str]:
-    """``pattern`` compiled; ``ValueError`` naming ``what`` if it is not a valid regex."""
-    try:
-        return re.compile(pattern)
-    except (re.error, TypeError) as err:
-        raise ValueError(f"{what}={pattern!r} is not a valid regex: {err}.") from err
 
 
 def match_parameters(pattern: str, names: Sequence[str], what: str) -> list[str]:
@@ -73,8 +65,7 @@ def prune(
     """
     check_density("density", density)
     check_allocation(allocation)
-    if isinstance(min_kept, bool) or not isinstance(min_kept, int) or min_kept < 1:
-        raise ValueError(f"min_kept={min_kept!r} is not allowed; expected an int >= 1.")
+    check_int("min_kept", min_kept, minimum=1)
     masks = context.masks
     explicit = dict(layer_density or {})
     unknown = sorted(set(explicit) - set(masks))

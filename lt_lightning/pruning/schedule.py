@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 
+from lt_lightning.validation import check_density, check_fraction, check_int
 
-def check_fraction(name: str, value: float) -> None:
-    """Raise ``ValueError`` unless ``0 < value < 1``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-        raise ValueError(f"{name}={value!r} is not allowed; expected a number strictly between 0 and 1.")
+__all__ = ["check_density", "check_fraction", "geometric", "one_shot", "polynomial", "rounds_to_reach",
+           "synflow_exponential"]
 
 
 def geometric(fraction: float, rounds: int) -> float:
@@ -56,7 +55,7 @@ def synflow_exponential(density: float, iterations: int) -> list[float]:
     [0.3162, 0.1, 0.0316, 0.01]
     """
     check_density("density", density)
-    _check_count("iterations", iterations)
+    check_int("iterations", iterations, minimum=1)
     return [density ** (k / iterations) for k in range(1, iterations + 1)]
 
 
@@ -76,23 +75,11 @@ def polynomial(
     if final_density > initial_density:
         raise ValueError(f"final_density={final_density} is above initial_density={initial_density}: pruning only"
                          " lowers the density.")
-    _check_count("frequency", frequency)
-    if isinstance(begin_step, bool) or not isinstance(begin_step, int) or begin_step < 0:
-        raise ValueError(f"begin_step={begin_step!r} is not allowed; expected an int >= 0.")
+    check_int("frequency", frequency, minimum=1)
+    check_int("begin_step", begin_step)
     if not isinstance(end_step, int) or end_step <= begin_step or (end_step - begin_step) % frequency:
         raise ValueError(f"end_step={end_step!r} is not allowed; expected begin_step ({begin_step}) plus a positive"
                          f" multiple of frequency ({frequency}).")
     event = begin_step + (min(max(step, begin_step), end_step) - begin_step) // frequency * frequency
     progress = (event - begin_step) / (end_step - begin_step)
     return final_density + (initial_density - final_density) * (1.0 - progress) ** 3
-
-
-def check_density(name: str, value: float) -> None:
-    """Raise ``ValueError`` unless ``0 < value <= 1``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-        raise ValueError(f"{name}={value!r} is not allowed; a density is a fraction of weights kept, in (0, 1].")
-
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is not allowed; expected an int >= 1.")

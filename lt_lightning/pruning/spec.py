@@ -17,6 +17,7 @@ from lt_lightning.pruning.allocation import check_allocation
 from lt_lightning.pruning.prune import check_regex, match_parameters, prune
 from lt_lightning.pruning.schedule import check_density
 from lt_lightning.pruning.scores import ScoreContext, check_score
+from lt_lightning.validation import check_bool, check_seed, check_selection
 
 
 @dataclass(frozen=True)
@@ -46,22 +47,16 @@ class PruningSpec:
     def __post_init__(self) -> None:
         check_score(self.score)
         check_allocation(self.allocation)
-        for arg in ("keep_dense", "include", "exclude"):
-            if getattr(self, arg) is not None:
-                check_regex(arg, getattr(self, arg))
-        if isinstance(self.types, str) or not all(isinstance(t, str) for t in self.types):
-            raise ValueError(f"types={self.types!r} is not allowed; expected a list of class names, e.g. ['Linear'].")
+        types = check_selection(self.include, self.exclude, self.types, self.keep_dense)
         if not isinstance(self.layer_density, Mapping):
             raise ValueError(f"{self.layer_density_arg}={self.layer_density!r} is not allowed; expected"
                              " {regex: density}.")
         for pattern, value in self.layer_density.items():
             check_regex(f"{self.layer_density_arg} key", pattern)
             check_density(f"{self.layer_density_arg}[{pattern!r}]", value)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed={self.seed!r} is not allowed; expected an int.")
-        if not isinstance(self.allow_layer_collapse, bool):
-            raise ValueError(f"allow_layer_collapse={self.allow_layer_collapse!r} is not allowed; expected a bool.")
-        object.__setattr__(self, "types", tuple(self.types))
+        check_seed("seed", self.seed)
+        check_bool("allow_layer_collapse", self.allow_layer_collapse)
+        object.__setattr__(self, "types", types)
         object.__setattr__(self, "layer_density", dict(self.layer_density))
 
     def resolve(self, module: nn.Module) -> tuple[list[str], dict[str, float]]:

@@ -37,8 +37,6 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from lt_lightning.masks import DEFAULT_TYPES, Masks, select_parameters
-from lt_lightning.pruning.prune import check_regex
-from lt_lightning.pruning.schedule import check_density
 from lt_lightning.supermask.activations import binarize_activations
 from lt_lightning.supermask.bases import BASES, InBasis, express_in_basis, plain_parameter
 from lt_lightning.supermask.binary import read_ticket
@@ -46,6 +44,7 @@ from lt_lightning.supermask.methods import METHODS, biprop_alpha, masked_weight
 from lt_lightning.supermask.topk import TopK
 from lt_lightning.supermask.weights import WEIGHT_INITS, draw_scores, draw_weight
 from lt_lightning.ticket import Ticket
+from lt_lightning.validation import check_bool, check_density, check_seed, check_selection
 
 Allocation = Literal["layerwise", "global"]
 _ALLOCATIONS = ("layerwise", "global")
@@ -157,18 +156,12 @@ class SupermaskSpec:
         BASES.check(self.basis)
         if self.allocation not in _ALLOCATIONS:
             raise ValueError(f"allocation={self.allocation!r} is not allowed; allowed: {list(_ALLOCATIONS)}.")
-        if not isinstance(self.scale_fan, bool):
-            raise ValueError(f"scale_fan={self.scale_fan!r} is not allowed; expected True or False.")
+        check_bool("scale_fan", self.scale_fan)
         if self.scale_fan and self.weight_init == "module":
             raise ValueError("scale_fan=True rescales the weights the supermask draws, but weight_init='module' keeps"
                              " the module's own: use weight_init='kaiming_normal' or 'signed_constant'.")
-        for arg in ("include", "exclude"):
-            if getattr(self, arg) is not None:
-                check_regex(arg, getattr(self, arg))
-        if isinstance(self.types, str) or not all(isinstance(t, str) for t in self.types):
-            raise ValueError(f"types={self.types!r} is not allowed; expected a list of class names, e.g. ['Linear'].")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed={self.seed!r} is not allowed; expected an int.")
+        check_selection(self.include, self.exclude, self.types)
+        check_seed("seed", self.seed)
 
     def metadata(self) -> dict[str, Any]:
         """The arguments as plain data (what a ticket records of how its weights were made)."""

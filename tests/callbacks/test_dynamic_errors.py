@@ -23,7 +23,7 @@ from lt_lightning.zoo import Classifier
     ({"density": 1.0}, r"density=1.0 is not allowed"),
     ({"density": -0.1}, r"density=-0.1 is not allowed"),
     ({"distribution": "ERK"}, r"distribution='ERK' is not allowed; expected one of \['erk', 'uniform'\]"),
-    ({"seed": -1}, r"seed=-1 is not allowed; expected an int in \[0, 2\*\*31\)"),
+    ({"seed": -1}, r"seed=-1 is not allowed; expected an int in \[0, 2\*\*32\)"),
     ({"keep_dense": "out["}, r"keep_dense='out\[' is not a valid regex"),
     ({"save_ticket": "yes"}, r"save_ticket='yes' is not allowed; expected a bool"),
     ({"allow_dense_layers": 1}, r"allow_dense_layers=1 is not allowed; expected a bool"),

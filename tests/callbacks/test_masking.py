@@ -144,7 +144,7 @@ def test_resume_keeps_the_checkpoints_masks(imp_run, tmp_path, datamodule):
     ({"control": "reinit", "seed": "1"}, r"seed='1' is not allowed; expected an int"),
     ({"control": "reinit", "seed": 1.0}, r"seed=1.0 is not allowed; expected an int"),
     ({"control": "reinit", "seed": True}, r"seed=True is not allowed"),
-    ({"control": "reinit", "seed": -1}, r"seed=-1 is not allowed; expected an int in \[0, 2\*\*64\)"),
+    ({"control": "reinit", "seed": -1}, r"seed=-1 is not allowed; expected an int in \[0, 2\*\*32\)"),
     ({"control": "shuffle_weights", "ticket_weights": False}, r"ticket_weights=False would throw them away"),
     ({"seed": 3}, r"seed=3 is the seed of a control, and control is None"),
     ({"ticket": ""}, r"ticket='' is not allowed"),

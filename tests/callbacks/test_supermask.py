@@ -257,7 +257,7 @@ def test_ddp_ranks_end_identical(tmp_path):
     ({"density": 2.0}, r"density=2.0 is not allowed"),
     ({"method": "edgepopup"}, r"unknown supermask method 'edgepopup'; known supermask methods: \['biprop',"),
     ({"basis": "wavelet"}, r"unknown basis name 'wavelet'; known basis names: \['dct', 'identity'\]"),
-    ({"binary_activations": "yes"}, r"binary_activations='yes' is not allowed; expected True or False"),
+    ({"binary_activations": "yes"}, r"binary_activations='yes' is not allowed; expected a bool"),
     ({"progressive_epochs": -1}, r"progressive_epochs=-1 is not allowed; expected an int >= 0"),
 ])
 def test_bad_arguments_fail_when_the_callback_is_built(kwargs, message):
