@@ -14,14 +14,21 @@ Private internals used (checked against lightning 2.4 to 2.6):
 - the documented ``-1`` return of ``LightningModule.on_train_batch_start`` (end the epoch now), installed on the
   module instance for the fit;
 - ``configure_model`` found on the module instance by Lightning's ``is_overridden`` (a supermask prepares the module
-  right after it, before the optimizer is built).
+  right after it, before the optimizer is built);
+- ``LRSchedulerConfig.frequency``: a scheduler held for one batch, or frozen (IMP's ``reset="finetune"``);
+- ``log``/``log_dict`` shadowed on the module instance: ``training_step`` run outside the loop (pruning at
+  initialization scores with its loss) logs nothing;
+- ``train_dataloader`` wrapped on the datamodule or module instance: Lightning calls the instance's, so a callback
+  re-seeds the loaders it returns (``DataOrderCallback``);
+- ``WandbLogger._prefix`` and ``LOGGER_JOIN_CHAR``: the key a logged name gets (``WandbLogger(prefix=...)``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +163,50 @@ def release_step_schedulers(trainer: pl.Trainer) -> None:
         held = config.__dict__.pop("_lt_held_frequency", None)
         if held is not None:
             config.frequency = held
+
+
+def freeze_schedulers(trainer: pl.Trainer) -> None:
+    """Stop every LR scheduler from stepping for the rest of the fit (the learning rates stay where they are)."""
+    for config in trainer.lr_scheduler_configs:
+        config.frequency = NEVER
+
+
+@contextmanager
+def silent_logging(pl_module: pl.LightningModule) -> Iterator[None]:
+    """``self.log``/``self.log_dict`` are no-ops inside: the module's ``training_step`` can run outside the loop
+    (``log`` is refused in ``on_train_start``) without reporting its losses as training metrics. Instance
+    attributes shadow the methods and are removed after."""
+    pl_module.log = pl_module.log_dict = _ignore  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del pl_module.log, pl_module.log_dict
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def wrap_train_dataloader(owner: pl.LightningModule | pl.LightningDataModule, wrap: Callable[[Any], Any]) -> None:
+    """From now on Lightning gets ``wrap(loaders)`` from ``owner.train_dataloader()`` (the datamodule's or module's):
+    Lightning calls the method of the instance, where the wrapper is installed. :func:`unwrap_train_dataloader`
+    removes it."""
+    original = owner.train_dataloader
+
+    def train_dataloader() -> Any:
+        return wrap(original())
+
+    owner.train_dataloader = train_dataloader  # type: ignore[method-assign]
+
+
+def unwrap_train_dataloader(owner: pl.LightningModule | pl.LightningDataModule) -> None:
+    owner.__dict__.pop("train_dataloader", None)
+
+
+def logger_key(logger: Any, name: str) -> str:
+    """``name`` as a WandbLogger logs it: ``WandbLogger(prefix=...)`` prefixes every key (the prefix is private)."""
+    prefix = getattr(logger, "_prefix", "")
+    return f"{prefix}{logger.LOGGER_JOIN_CHAR}{name}" if prefix else name
 
 
 def after_configure_model(pl_module: pl.LightningModule, action: Callable[[], None]) -> None:

@@ -13,6 +13,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, DistributedSampler
 from typing_extensions import override
 
+from lt_lightning.callbacks._trainer import unwrap_train_dataloader, wrap_train_dataloader
 from lt_lightning.validation import SEED_RANGE, check_seed
 
 # Seeds are in [0, 2**32) (lt_lightning.validation says why). The shuffle of epoch e is drawn from
@@ -60,10 +61,8 @@ class DataOrderCallback(Callback):
             raise ValueError(f"DataOrderCallback re-seeds the loaders train_dataloader() returns, and neither"
                              f" {type(pl_module).__name__} nor a datamodule defines it: put the train loader in a"
                              " LightningDataModule (loaders passed to fit() cannot be re-seeded).")
-        original = owner.train_dataloader
 
-        def train_dataloader() -> Any:
-            loaders = original()
+        def reseeded(loaders: Any) -> Any:
             for loader in _loaders(loaders):
                 generator = getattr(_sampler(loader), "generator", _MISSING)
                 if generator is not _MISSING:  # RandomSampler, SubsetRandomSampler, WeightedRandomSampler, ...
@@ -72,7 +71,7 @@ class DataOrderCallback(Callback):
                     self._generators.add(id(seeded))
             return loaders
 
-        owner.train_dataloader = train_dataloader
+        wrap_train_dataloader(owner, reseeded)
         self._owner = owner
 
     @override
@@ -100,7 +99,7 @@ class DataOrderCallback(Callback):
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and self._owner is not None:
-            self._owner.__dict__.pop("train_dataloader", None)
+            unwrap_train_dataloader(self._owner)
             self._owner = None
             self._generators.clear()
 

@@ -33,9 +33,7 @@ from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext, geometric
 from lt_lightning.pruning.spec import PruningSpec, rounds_to_target
 from lt_lightning.records import HISTORY_FILE, MetricTracker, Mode, RoundRecord, history_run, write_history
-from lt_lightning.reporting import round_scalars
-from lt_lightning.reporting.progress import print_round_summary, show_round
-from lt_lightning.reporting.wandb import log_round_to_wandb
+from lt_lightning.reports import round_reporters
 from lt_lightning.state import relative_distance
 from lt_lightning.ticket import Ticket
 from lt_lightning.timeline import RoundTimeline
@@ -308,7 +306,7 @@ class IMPCallback(BaseMaskingCallback):
         else:
             self.timeline = RoundTimeline(train_steps, rewind_step, self.num_rounds)
         if self.reset == "finetune" and self.round > 0:
-            _freeze_schedulers(trainer)
+            lt_trainer.freeze_schedulers(trainer)
         self._set_length(trainer)
         if not lt_trainer.validate_also_when(trainer, lambda: self._validate_now(trainer)):
             rank_zero_warn("lt-lightning: cannot validate at round ends with this Lightning version; a round's final"
@@ -435,7 +433,7 @@ class IMPCallback(BaseMaskingCallback):
             snapshot.restore_optimizers(trainer.optimizers, keep_buffers=True)
             snapshot.restore_schedulers(schedulers(trainer))
         else:
-            _freeze_schedulers(trainer)
+            lt_trainer.freeze_schedulers(trainer)
         self.round += 1
         self.timeline.start_round(self.round, trainer.global_step)
         previous = self.masks
@@ -454,7 +452,8 @@ class IMPCallback(BaseMaskingCallback):
         self._round_started = time.perf_counter() - elapsed
         log_metrics(trainer, {"imp/round": float(self.round)})  # first: W&B syncs it into the density rows
         self.log_densities(trainer, "imp")
-        show_round(trainer, self.round, self.num_rounds, self.masks.density())
+        for reporter in round_reporters():
+            reporter.round_started(trainer, self.round, self.num_rounds, self.masks.density())
 
     def _prune(self, pl_module: pl.LightningModule, round_: int) -> Masks:
         assert self.masks is not None
@@ -499,9 +498,8 @@ class IMPCallback(BaseMaskingCallback):
         self.history.append(record)
         if trainer.is_global_zero:
             self._write(record, pl_module)
-        log_metrics(trainer, round_scalars(record))
-        log_round_to_wandb(trainer, self.history)
-        print_round_summary(record, self.num_rounds)
+        for reporter in round_reporters():
+            reporter.round_finished(trainer, self.history, self.num_rounds)
 
     def _basin(self, pl_module: pl.LightningModule) -> dict[str, float]:
         """Distances of the round's trained prunable weights to the trained dense network and the previous round."""
@@ -569,11 +567,6 @@ def _from_v01(state: dict[str, Any]) -> dict[str, Any]:
             "stopped": False, "run": uuid.uuid4().hex, "config": {},
             "timeline": {"train_steps": steps, "rewind_step": rewind,
                          "starts": [0] + [steps + r * (steps - rewind) for r in range(round_)]}}
-
-
-def _freeze_schedulers(trainer: pl.Trainer) -> None:
-    for config in trainer.lr_scheduler_configs:
-        config.frequency = lt_trainer.NEVER
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

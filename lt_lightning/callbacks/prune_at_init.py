@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from typing_extensions import override
 
+from lt_lightning.callbacks._trainer import silent_logging
 from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable
 from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext, prune_iteratively
@@ -111,7 +112,7 @@ class PruneAtInitCallback(BaseMaskingCallback):
 
     def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Masks:
         device = pl_module.device
-        with _untouched_rng(trainer.train_dataloader, device), _silent_logging(pl_module), torch.enable_grad():
+        with _untouched_rng(trainer.train_dataloader, device), silent_logging(pl_module), torch.enable_grad():
             batches = _draw(trainer, self.batches)
             context = ScoreContext(
                 pl_module,
@@ -186,18 +187,3 @@ def _untouched_rng(loader: Any, device: torch.device) -> Iterator[None]:
         yield
     for generator, state in states:
         generator.set_state(state)
-
-
-@contextmanager
-def _silent_logging(pl_module: pl.LightningModule) -> Iterator[None]:
-    """``self.log`` in ``training_step`` is refused in ``on_train_start`` and would report scoring losses as training
-    metrics: instance attributes shadow ``log``/``log_dict`` with no-ops while scoring."""
-    pl_module.log = pl_module.log_dict = _ignore  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del pl_module.log, pl_module.log_dict
-
-
-def _ignore(*args: Any, **kwargs: Any) -> None:
-    return None

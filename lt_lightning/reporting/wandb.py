@@ -18,6 +18,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from lt_lightning.callbacks._trainer import logger_key
 from lt_lightning.reporting.aggregate import Aggregate, verdict_table
 from lt_lightning.reporting.scalars import round_scalars
 from lt_lightning.reporting.summary import accuracy_metric, round_table
@@ -48,7 +49,7 @@ def log_round_to_wandb(trainer: pl.Trainer, history: Sequence[dict[str, Any]], m
         # in one row; the densities logged when a round starts get that round's imp/round by W&B's step_sync.
         for name in round_scalars(record):
             if name != "imp/round":
-                run.define_metric(_key(logger, name), step_metric=_key(logger, "imp/round"))
+                run.define_metric(logger_key(logger, name), step_metric=logger_key(logger, "imp/round"))
         table = wandb.Table(columns=columns, data=rows, allow_mixed_types=True)
         layers = wandb.Table(columns=["round", "layer", "density"], data=layer_rows)
         views = {
@@ -61,7 +62,7 @@ def log_round_to_wandb(trainer: pl.Trainer, history: Sequence[dict[str, Any]], m
             views["imp/plots/accuracy_vs_weights_remaining"] = wandb.plot.line(
                 table, "weights_remaining_pct", f"final/{metric}",
                 title=f"final {metric} vs. % of prunable weights remaining")
-        run.log({**{_key(logger, k): v for k, v in views.items()}, "trainer/global_step": trainer.global_step})
+        run.log({**{logger_key(logger, k): v for k, v in views.items()}, "trainer/global_step": trainer.global_step})
         if record.get("ticket") and os.path.isfile(record["ticket"]):
             artifact = wandb.Artifact(f"ticket-{run.id}", type="ticket", metadata=json.loads(json.dumps(dict(record))))
             artifact.add_file(record["ticket"])
@@ -90,8 +91,3 @@ def log_verdicts_to_wandb(result: Aggregate, image: str | None = None, **init: A
         return run.id
     finally:
         run.finish()
-
-
-def _key(logger: WandbLogger, name: str) -> str:
-    """``name`` as WandbLogger logs it: ``WandbLogger(prefix=...)`` prefixes every key (the prefix is private)."""
-    return f"{logger._prefix}{logger.LOGGER_JOIN_CHAR}{name}" if logger._prefix else name

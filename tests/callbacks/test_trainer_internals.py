@@ -63,3 +63,38 @@ def test_the_glue_acts_on_a_real_fit(tmp_path, datamodule):
     assert 3 in events["validations"]
     assert events["asked"] > 12
     assert type(trainer.fit_loop) is _FitLoop and "on_train_batch_start" not in vars(model)  # released
+
+
+def test_schedulers_frozen_logging_silenced_loader_wrapped_in_a_real_fit(tmp_path, datamodule):
+    """freeze_schedulers (LRSchedulerConfig.frequency), silent_logging (log shadowed on the instance) and
+    wrap_train_dataloader (Lightning calls the instance's train_dataloader)."""
+    seen = {"wrapped": 0, "lrs": []}
+
+    def wrap(loaders):
+        seen["wrapped"] += 1
+        return loaders
+
+    class Glue(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            with lt_trainer.silent_logging(pl_module):  # Lightning refuses self.log in on_train_start otherwise
+                pl_module.training_step(next(iter(trainer.train_dataloader)), 0)
+            assert "log" not in vars(pl_module)
+            lt_trainer.freeze_schedulers(trainer)
+
+        def on_train_batch_end(self, trainer, *args):
+            seen["lrs"].append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    model = digits_model(optimizer="sgd", lr=0.1, scheduler="multistep", milestones=[2])
+    lt_trainer.wrap_train_dataloader(datamodule, wrap)
+    trainer = make_trainer(tmp_path, [Glue()], max_steps=5)
+    trainer.fit(model, datamodule)
+    lt_trainer.unwrap_train_dataloader(datamodule)
+    assert seen["wrapped"] == 1 and "train_dataloader" not in vars(datamodule)
+    assert seen["lrs"] == [0.1] * 5  # the milestone at step 2 never came
+
+
+def test_logger_key_reads_the_wandb_prefix():
+    from lightning.pytorch.loggers import WandbLogger
+
+    assert lt_trainer.logger_key(WandbLogger(prefix="run", offline=True), "imp/round") == "run-imp/round"
+    assert lt_trainer.logger_key(WandbLogger(offline=True), "imp/round") == "imp/round"
