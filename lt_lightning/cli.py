@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +30,8 @@ from typing_extensions import override
 import lt_lightning.zoo  # noqa: F401  # so that configs may name zoo classes by their short names too
 from lt_lightning.analysis import mask_similarity
 from lt_lightning.experiments import branch, lmc
+from lt_lightning.experiments.emit import EMITS, emit
+from lt_lightning.experiments.launchers import LAUNCHERS, Launcher, make_launcher
 from lt_lightning.reporting.aggregate import aggregate, markdown_verdicts, read_runs
 from lt_lightning.reporting.lmc import read_lmc, write_lmc_report
 from lt_lightning.reporting.summary import HISTORY_FILE, accuracy_metric, markdown_report
@@ -110,30 +111,68 @@ def lightning_cli(args: Sequence[str] | None = None) -> LTLightningCLI:
 
 
 def _branch(args: argparse.Namespace) -> None:
+    launcher = None if args.dry_run else _launcher(args)
     branches = branch.plan_branches(args.run_dir, args.control, args.rounds, args.seeds)
-    done = sum(b.done for b in branches)
+    done = sum(b.job.done for b in branches)
     print(f"lt-lightning branch: {len(branches)} trainings of {args.run_dir} ({done} done before)", file=sys.stderr)
     if args.dry_run:
-        branch.write_configs(args.run_dir, [b for b in branches if not b.done])
-        print("\n".join(b.command for b in branches if not b.done))
+        _print_dry_run([branch.write_configs(args.run_dir, [b for b in branches if not b.job.done])], args)
     else:
-        with warnings.catch_warnings():  # each fit gets its own arguments; sys.argv holds the branch command's
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            branch.run_branches(args.run_dir, branches, lightning_cli)
+        branch.run_branches(args.run_dir, branches, launcher)
+
+
+def _launcher(args: argparse.Namespace, section: dict[str, Any] | None = None) -> Launcher:
+    """The launcher the flags name, with the options of a config's ``launcher:`` section under the flags given."""
+    section = dict(section or {})
+    name = args.launcher or section.pop("name", "local")
+    flags = {"workers": args.workers, "partition": args.partition, "time_min": args.time_min,
+             "gpus_per_job": args.gpus_per_job, "cpus_per_job": args.cpus_per_job, "cluster": args.cluster}
+    return make_launcher(name, {**section, **{k: v for k, v in flags.items() if v is not None}})
+
+
+def _print_dry_run(stages: Sequence[Sequence[Any]], args: argparse.Namespace) -> None:
+    """One command per job not done; with ``--emit``, the first stage's sweep or array script (later stages need
+    its outputs: emit again once it is done)."""
+    stages = [s for s in stages if s]
+    if args.emit is None:
+        print("\n".join(job.command for stage in stages for job in stage))
+        return
+    if len(stages) > 1:
+        print(f"lt-lightning: --emit {args.emit} gives the first of {len(stages)} stages; the next need its outputs:"
+              " run this command again once it is done.", file=sys.stderr)
+    slurm = {k: getattr(args, k) for k in ("partition", "time_min", "gpus_per_job", "cpus_per_job")
+             if getattr(args, k) is not None}
+    print(emit(args.emit, stages[0] if stages else [], **({} if args.emit == "wandb-sweep" else slurm)))
+
+
+def _launcher_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("launchers")
+    group.add_argument("--launcher", metavar="NAME", help=f"what runs the trainings: {', '.join(sorted(LAUNCHERS))}"
+                       " (default: local, one after another in this process)")
+    group.add_argument("--workers", type=int, help="processes launcher: trainings at a time (default: one per"
+                       " visible GPU, else one per CPU core)")
+    group.add_argument("--partition", help="submitit launcher: SLURM partition")
+    group.add_argument("--time-min", type=int, help="submitit launcher: time limit per training, minutes (60)")
+    group.add_argument("--gpus-per-job", type=int, help="submitit launcher: GPUs per training (0)")
+    group.add_argument("--cpus-per-job", type=int, help="submitit launcher: CPUs (and torch threads) per training (1)")
+    group.add_argument("--cluster", choices=["slurm", "local", "debug"], help="submitit launcher: where (default:"
+                       " SLURM where submitit finds it)")
+    group.add_argument("--emit", choices=EMITS, help="with --dry-run: print a W&B sweep YAML or an sbatch array"
+                       " script that runs the trainings, instead of the command lines")
 
 
 def _lmc(args: argparse.Namespace) -> None:
     """``instability`` and ``rewind-search``: the trainings (or, with --dry-run, their commands), then the report."""
     shared = dict(seeds=args.seeds, points=args.points, threshold=args.threshold, key=args.key,
                   accuracy_scale=args.accuracy_scale, bn_batches=args.bn_batches, out=args.out, cli=LTLightningCLI,
-                  dry_run=args.dry_run)
+                  dry_run=args.dry_run, launcher=None if args.dry_run else _launcher(args))
     if args.command == "instability":
         result = lmc.instability(args.config, args.start, step=args.step, ticket=args.ticket, **shared)
     else:
         result = lmc.rewind_search(args.config, args.steps, imp_runs=args.imp_runs, run_imp=args.imp,
                                    density=args.density, eps=args.eps, **shared)
     if args.dry_run:
-        print("\n".join(result["commands"]))
+        _print_dry_run(result["stages"], args)
     elif pl.utilities.rank_zero_only.rank == 0:
         for path in write_lmc_report(result["out"], os.path.join(result["out"], REPORT_DIR)):
             print(path)
@@ -153,6 +192,7 @@ def _lmc_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (default: under the config's default_root_dir or lt_logs)")
     parser.add_argument("--dry-run", action="store_true", help="write each training's config and print its command"
                         " line, in order (the start state first), instead of running it")
+    _launcher_arguments(parser)
 
 
 def _seed(text: str) -> int:
@@ -303,6 +343,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="seeds (seed_everything and the control's; default: the run's seed + 1)")
     branches.add_argument("--dry-run", action="store_true", help="write each training's config and print its"
                           " command line (one per line, for a job array or sweep) instead of running it")
+    _launcher_arguments(branches)
     unstable = commands.add_parser(
         "instability", help="train two copies from one state with different data orders; their error barrier",
         description="Instability analysis (Frankle et al. 2020): from the state at step K (trained from the config's"

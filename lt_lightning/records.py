@@ -17,13 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lt_lightning.files import atomic_write_text
+from lt_lightning.layout import BRANCHES_DIR, HISTORY_FILE, RESULT_FILE, branch_dir  # noqa: F401  # importers' names
 
 Mode = Literal["min", "max"]
-HISTORY_FILE = "imp_history.json"
-#: One training's record (:func:`write_result`), as ``RecordCallback`` writes it.
-RESULT_FILE = "result.json"
-#: Below a run's folder: the trainings of controls of its tickets, ``branches/<control>/round_NN/seed_S/``.
-BRANCHES_DIR = "branches"
 
 
 @dataclass(eq=True)
@@ -172,16 +168,6 @@ def read_result(path: str | os.PathLike) -> tuple[RoundRecord, dict[str, Any]]:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path!r} is not a training result: expected format {_RESULT_FORMAT!r}, found {found!r}.")
     return RoundRecord.from_dict(data["record"], f"{path!r}: record"), dict(data["metadata"])
-
-
-def branch_dir(run_dir: str | os.PathLike, control: str, round_: int, seed: int) -> str:
-    """The folder of the training of ``control`` of round ``round_``'s ticket of the run in ``run_dir``, with
-    ``seed``.
-
-    >>> branch_dir("runs/v0", "shuffle_masks", 5, 1)
-    'runs/v0/branches/shuffle_masks/round_05/seed_1'
-    """
-    return os.path.join(os.fspath(run_dir), BRANCHES_DIR, control, f"round_{round_:02d}", f"seed_{seed}")
 
 
 def default_mode(name: str) -> Mode:

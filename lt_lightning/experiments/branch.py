@@ -5,18 +5,16 @@ config is the run's own ``config.yaml`` (the Trainer, model and data of the IMP 
 the IMP and rewind callbacks replaced by ``MaskingCallback(ticket=..., control=..., seed=...)`` and a
 ``RecordCallback``, ``seed_everything: seed``, and its logs under
 ``RUN_DIR/branches/<control>/round_NN/seed_S/``. A branch trains as long as one training of the run (the config's
-``max_steps``/``max_epochs``: the length of round 0). Each is a plain ``lt-lightning fit --config
-.../branch.yaml``: a SLURM array or a W&B sweep can run them in parallel, :func:`run_branches` runs them in
-sequence, and a branch whose ``result.json`` exists is done.
+``max_steps``/``max_epochs``: the length of round 0). Each is a :class:`~lt_lightning.experiments.jobs.Job`, a
+plain ``lt-lightning fit --config .../branch.yaml`` that saves a checkpoint as it goes: :func:`run_branches` runs
+them through a launcher (in this process, on worker processes, on SLURM), and a branch whose ``result.json``
+exists is done.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import os
-import shlex
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +24,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lt_lightning.callbacks import BaseMaskingCallback, IMPCallback, RewindCallback
 from lt_lightning.controls import CONTROLS, init_file
-from lt_lightning.experiments.configs import config_callbacks, config_is, logger_into, quiet_lightning
-from lt_lightning.records import RESULT_FILE, RoundRecord, branch_dir, load_history, read_result
+from lt_lightning.experiments.configs import config_callbacks, config_is, logger_into
+from lt_lightning.experiments.jobs import Job, resumable, run_jobs, write_job
+from lt_lightning.experiments.launchers import Launcher, make_launcher
+from lt_lightning.layout import BRANCH_CONFIG, RESULT_FILE, RUN_CONFIG, RunLayout
+from lt_lightning.records import RoundRecord, load_history, read_result
 from lt_lightning.ticket import load_ticket
 
-#: The LightningCLI config a run's log dir holds (``SaveConfigCallback``), and a branch's own.
-RUN_CONFIG, BRANCH_CONFIG = "config.yaml", "branch.yaml"
 DEFAULT_CONTROLS = ("reinit", "shuffle_masks")
 # Lightning's seed_everything takes seeds in [0, 2**32) (it replaces others with a random seed, with a warning).
 _MAX_SEED = 2**32
@@ -48,21 +47,13 @@ class Branch:
     dir: str
 
     @property
-    def config(self) -> str:
-        return os.path.join(self.dir, BRANCH_CONFIG)
-
-    @property
     def result(self) -> str:
         return os.path.join(self.dir, RESULT_FILE)
 
     @property
-    def done(self) -> bool:
-        return os.path.isfile(self.result)
-
-    @property
-    def command(self) -> str:
-        """The command line that runs this branch, from any working directory."""
-        return f"lt-lightning fit --config {shlex.quote(self.config)}"
+    def job(self) -> Job:
+        """The training, resumable (a ``MaskingCallback`` and ``RecordCallback`` go on from a checkpoint)."""
+        return Job(str(self), os.path.join(self.dir, BRANCH_CONFIG), (self.result,), kind="branch", resumable=True)
 
     def __str__(self) -> str:
         return f"{self.control} round {self.round:02d} seed {self.seed}"
@@ -103,13 +94,16 @@ def plan_branches(
     rounds = list(dict.fromkeys(rounds)) if rounds is not None else [r for r in by_round if r > 0]
     branches = []
     for round_ in rounds:
+        if round_ == 0:
+            raise ValueError("round 0 is the dense network: its ticket keeps every weight, so its controls would all"
+                             f" be dense trainings, not controls of a ticket. Give pruned rounds: {sorted(by_round)[1:]}.")
         if round_ not in by_round:
             raise ValueError(f"round {round_!r} is not in the run's history; its rounds are {sorted(by_round)}.")
         ticket = _ticket_file(run_dir, by_round[round_])
         loaded = load_ticket(ticket)
         for control in dict.fromkeys(controls):
             init_file(control, loaded, ticket)  # a control needing weights the ticket lacks fails here, not later
-            branches += [Branch(control, round_, seed, ticket, branch_dir(run_dir, control, round_, seed))
+            branches += [Branch(control, round_, seed, ticket, RunLayout(run_dir).branch(control, round_, seed))
                          for seed in seeds]
     return branches
 
@@ -157,56 +151,32 @@ def branch_config(run: dict[str, Any], branch: Branch, history: Sequence[RoundRe
     trainer["callbacks"] = callbacks
     trainer["default_root_dir"] = branch.dir
     trainer["logger"] = logger_into(trainer.get("logger"), branch.dir, str(branch))
-    return config
+    return resumable(config, branch.dir)
 
 
-def write_configs(run_dir: str | os.PathLike, branches: Sequence[Branch]) -> None:
-    """Write each branch's ``branch.yaml``."""
+def write_configs(run_dir: str | os.PathLike, branches: Sequence[Branch]) -> list[Job]:
+    """Write each branch's ``branch.yaml``; return their jobs."""
     run, history = run_config(run_dir), load_history(run_dir)
     for branch in branches:
-        os.makedirs(branch.dir, exist_ok=True)
-        with open(branch.config, "w") as f:
-            yaml.safe_dump(branch_config(run, branch, history), f, sort_keys=False)
+        write_job(branch.job, branch_config(run, branch, history))
+    return [b.job for b in branches]
 
 
 def run_branches(
     run_dir: str | os.PathLike,
     branches: Sequence[Branch],
-    fit: Callable[[list[str]], Any],
+    launcher: Launcher | None = None,
     echo: Callable[[str], Any] = print,
 ) -> list[RoundRecord]:
-    """Train the branches not done yet, one after the other, each by ``fit(["fit", "--config", path])`` (a
-    LightningCLI run, e.g. :func:`lt_lightning.cli.lightning_cli`), and ``echo`` one line per branch; return every
-    branch's record. Lightning's own info lines are held back meanwhile: each training's logs are in its folder.
+    """Train the branches not done yet through ``launcher`` (default: ``local``, one after the other in this
+    process), ``echo`` one line per branch, and return every branch's record.
 
-    A failing branch raises ``RuntimeError`` naming it; what was done stays done, so running again goes on.
+    Failing branches raise :class:`~lt_lightning.experiments.jobs.JobsFailed` naming each, once the others have
+    run; what was done stays done, so running again goes on (a killed branch from its last checkpoint).
     """
-    write_configs(run_dir, [b for b in branches if not b.done])
-    records = []
-    for i, branch in enumerate(branches, 1):
-        head = f"branch {i}/{len(branches)}: {branch}"
-        if branch.done:
-            records.append(read_result(branch.result)[0])
-            echo(f"{head}: done before, {_summary(records[-1])}")
-            continue
-        started = time.perf_counter()
-        try:
-            with quiet_lightning():
-                fit(["fit", "--config", branch.config])
-        except Exception as err:
-            raise RuntimeError(f"{head} failed ({type(err).__name__}: {err}); its config is {branch.config}. Branches"
-                               " done so far are kept: run the command again to go on.") from err
-        if not branch.done:
-            raise RuntimeError(f"{head} ended without writing {branch.result} (was it interrupted?); run the"
-                               " command again to go on.")
-        records.append(read_result(branch.result)[0])
-        echo(f"{head}: {_summary(records[-1])}, {time.perf_counter() - started:.3g} s")
-    return records
-
-
-def _summary(record: RoundRecord) -> str:
-    value = record.final.get(record.monitor) if record.monitor else None
-    return f"{record.monitor} {value:.4g}" if value is not None and math.isfinite(value) else f"{record.monitor} n/a"
+    write_configs(run_dir, [b for b in branches if not b.job.done])
+    run_jobs([b.job for b in branches], launcher or make_launcher("local"), echo)
+    return [read_result(b.result)[0] for b in branches]
 
 
 def _ticket_file(run_dir: str, record: RoundRecord) -> str:
@@ -214,7 +184,7 @@ def _ticket_file(run_dir: str, record: RoundRecord) -> str:
     was started)."""
     if record.ticket is None:
         raise ValueError(f"round {record.round} of {run_dir!r} saved no ticket (IMPCallback(save_tickets=False)?).")
-    path = os.path.join(run_dir, "tickets", os.path.basename(record.ticket))
+    path = RunLayout(run_dir).ticket(record.round)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"round {record.round}'s ticket {path!r} does not exist.")
     return path

@@ -9,8 +9,9 @@ highest error on the straight line between them minus the mean of the ends' erro
 network is *stable* at ``k`` when it is below ``threshold`` (2 points of error by default). A ticket's copies keep
 its masks. :func:`instability` reads the same LightningCLI config as ``lt-lightning fit`` (``trainer``, ``model``,
 ``data``); every training is a plain ``lt-lightning fit --config FILE`` of it with the callbacks
-``SnapshotCallback``, ``TrainFromCallback`` and ``DataOrderCallback``, so a launcher can run them (``dry_run``), and a
-training whose output exists is not run again.
+``SnapshotCallback``, ``TrainFromCallback`` and ``DataOrderCallback``, a :class:`~lt_lightning.experiments.jobs.Job`
+that any launcher runs (``launcher``; ``dry_run`` gives the commands), and a training whose output exists is not run
+again.
 
 **Rewind-point search** (:func:`rewind_search`): the instability of the dense network at each of a list of steps
 (one training to the last step saves every start state), and, given IMP runs rewound to each step, whether their
@@ -28,8 +29,6 @@ import copy
 import math
 import os
 import re
-import shlex
-import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,20 +54,24 @@ from lt_lightning.callbacks import (
     RecordCallback,
     RewindCallback,
 )
+from lt_lightning.callbacks._trainer import TrainingLength
 from lt_lightning.callbacks.data_order import DataOrderCallback
 from lt_lightning.callbacks.snapshot import SnapshotCallback
 from lt_lightning.callbacks.train_from import TrainFromCallback, check_state
 from lt_lightning.experiments.configs import config_callbacks, config_is, logger_into, quiet_lightning
+from lt_lightning.experiments.jobs import Job, resumable, run_jobs, write_job
+from lt_lightning.experiments.launchers import Launcher, make_launcher
+from lt_lightning.experiments.results import InstabilityResult, SearchResult, SearchRow, write_analysis
 from lt_lightning.files import atomic_write_text
+from lt_lightning.layout import HISTORY_FILE, INSTABILITY_FILE, SEARCH_FILE
 from lt_lightning.masks import Masks
-from lt_lightning.records import HISTORY_FILE, RoundRecord, load_history
-from lt_lightning.reporting.lmc import INSTABILITY_FILE, SEARCH_FILE, log_instability, log_rewind_search
+from lt_lightning.records import RoundRecord, load_history
+from lt_lightning.reporting.lmc import log_instability, log_rewind_search
 from lt_lightning.state import SNAPSHOT_FORMAT, Snapshot, load_snapshot, save_snapshot, snapshot_file
 from lt_lightning.step import Step, StepLike
 from lt_lightning.ticket import load_ticket
 
 __all__ = [
-    "Training",
     "check_validation",
     "error_metrics",
     "instability",
@@ -185,23 +188,6 @@ def read_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]
     return loaded
 
 
-@dataclass(frozen=True)
-class Training:
-    """One fit of an analysis: ``lt-lightning fit --config CONFIG``, done once every file of ``outputs`` exists."""
-
-    name: str
-    config: str
-    outputs: tuple[str, ...]
-
-    @property
-    def done(self) -> bool:
-        return all(os.path.isfile(path) for path in self.outputs)
-
-    @property
-    def command(self) -> str:
-        return f"lt-lightning fit --config {shlex.quote(self.config)}"
-
-
 def _fit_config(config: dict[str, Any], folder: str, name: str, callbacks: Sequence[dict[str, Any]],
                 seed: int | None = None, keep_masking: bool = True) -> dict[str, Any]:
     """``config`` with the experiment callbacks (IMP, rewind, prune-at-init, records, ours) replaced by
@@ -226,47 +212,16 @@ def _fit_config(config: dict[str, Any], folder: str, name: str, callbacks: Seque
     return out
 
 
-def _write_config(path: str, config: dict[str, Any], done: bool) -> None:
-    """Write a training's YAML; a finished training of another config in the same place is refused, not mixed in."""
-    if done and os.path.isfile(path):
-        with open(path) as f:
-            if yaml.safe_load(f) != config:
-                raise ValueError(f"{os.path.dirname(path)!r} holds a finished training of another configuration"
-                                 f" ({path}): give this analysis its own out folder.")
-    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
-
-
 def _cli(cli: type[LightningCLI], args: list[str], run: bool) -> LightningCLI:
     kwargs: dict[str, Any] = {"save_config_kwargs": {"overwrite": True}} if run else {"save_config_callback": None}
     return cli(pl.LightningModule, None, subclass_mode_model=True, subclass_mode_data=True, args=args, run=run,
                parser_kwargs={"exit_on_error": False}, **kwargs)
 
 
-def _run(trainings: Sequence[Training], cli: type[LightningCLI], echo: Callable[[str], Any]) -> None:
-    """Fit the trainings not done yet, in order; ``RuntimeError`` naming a failed one (what is done stays done)."""
-    for i, training in enumerate(trainings, 1):
-        head = f"training {i}/{len(trainings)}: {training.name}"
-        if training.done:
-            echo(f"{head}: done before")
-            continue
-        started = time.perf_counter()
-        try:
-            with warnings.catch_warnings(), quiet_lightning():
-                # Each fit gets its own arguments; sys.argv holds the analysis' command line.
-                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-                _cli(cli, ["fit", "--config", training.config], run=True)
-        except Exception as err:
-            raise RuntimeError(f"{head} failed ({type(err).__name__}: {err}); its config is {training.config}."
-                               " Trainings done so far are kept: run the analysis again to go on.") from err
-        if not training.done:
-            raise RuntimeError(f"{head} ended without writing {', '.join(training.outputs)} (was it interrupted?).")
-        echo(f"{head}: {time.perf_counter() - started:.3g} s")
-
-
-def _plan(trainings: Sequence[tuple[Training, dict[str, Any]]]) -> list[Training]:
-    for training, config in trainings:
-        _write_config(training.config, config, training.done)
-    return [t for t, _ in trainings]
+def _plan(planned: Sequence[tuple[Job, dict[str, Any]]]) -> list[Job]:
+    for job, config in planned:
+        write_job(job, config)
+    return [job for job, _ in planned]
 
 
 # ---------------------------------------------------------------------------------------------- start states
@@ -431,16 +386,42 @@ class _Evaluation:
             raise ValueError(f"key={key!r} is not among the metrics {type(self.module).__name__}'s validation gives:"
                              f" {sorted(self.probe)}.")
 
-    def train_batches(self, count: int) -> list[Any]:
-        """The first ``count`` batches of the train loader (the same on every rank), for BatchNorm statistics."""
+    def _train_loader(self) -> Any:
         owner: Any = self.module
         if self.datamodule is not None and is_overridden("train_dataloader", self.datamodule):
             self.datamodule.setup("fit")
             owner = self.datamodule
+        return owner.train_dataloader()
+
+    def train_batches(self, count: int) -> list[Any]:
+        """The first ``count`` batches of the train loader (the same on every rank), for BatchNorm statistics."""
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            batches = list(islice(iter(owner.train_dataloader()), count))
+            batches = list(islice(iter(self._train_loader()), count))
         return [move_data_to_device(b, self.module.device) for b in batches]
+
+    def check_steps(self, steps: Iterable[StepLike]) -> None:
+        """Refuse, before any training, steps at or past the end of one training as the Trainer will count it
+        (``max_steps``, ``max_epochs`` times the train loader's steps per epoch). Left to the first training: an
+        unsized loader, or several processes (a sampler splits the batches then)."""
+        trainer = self.trainer
+        if trainer.world_size > 1:
+            return
+        try:
+            batches = len(self._train_loader())
+        except TypeError:  # an iterable loader: steps per epoch are known once the training runs
+            return
+        limit = trainer.limit_train_batches
+        batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+        per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
+        length = TrainingLength(max_epochs=trainer.max_epochs, max_steps=trainer.max_steps)
+        total = length.steps(per_epoch)
+        for value in steps:
+            step = Step.parse(value)
+            if step.to_steps(per_epoch) >= total:
+                raise ValueError(f"step {str(step)!r} is not inside one training: {total} steps ({length},"
+                                 f" {per_epoch} steps an epoch); allowed: 0 to {total - 1}"
+                                 f" ({str(step)!r} is step {step.to_steps(per_epoch)}).")
 
     def bn_batches(self, bn_batches: int | None) -> int:
         """How many training batches re-estimate BatchNorm statistics: ``bn_batches``, or by default 10 when the
@@ -459,7 +440,7 @@ class _Evaluation:
 
 
 def _copies(config: dict[str, Any], start_file: str, ticket: str | None, seeds: Sequence[int], out: str
-            ) -> list[tuple[Training, dict[str, Any]]]:
+            ) -> list[tuple[Job, dict[str, Any]]]:
     planned = []
     for seed in seeds:
         folder = os.path.join(out, f"copy_seed{seed}")
@@ -470,25 +451,24 @@ def _copies(config: dict[str, Any], start_file: str, ticket: str | None, seeds: 
         if ticket is not None:
             callbacks.append({"class_path": "lt_lightning.MaskingCallback",
                               "init_args": {"ticket": ticket, "ticket_weights": False}})
-        training = Training(f"copy seed {seed}", os.path.join(folder, "copy.yaml"), (end,))
-        planned.append((training, _fit_config(config, folder, str(training), callbacks, seed=seed,
-                                              keep_masking=ticket is None)))
+        job = Job(f"copy seed {seed}", os.path.join(folder, "copy.yaml"), (end,))
+        planned.append((job, _fit_config(config, folder, str(job), callbacks, seed=seed, keep_masking=ticket is None)))
     return planned
 
 
-def _parent(config: dict[str, Any], steps: Sequence[StepLike], out: str) -> tuple[Training, dict[str, Any]]:
+def _parent(config: dict[str, Any], steps: Sequence[StepLike], out: str) -> tuple[Job, dict[str, Any]]:
     """The training from the config's initialization that saves the states at ``steps`` in ``out/start``."""
     folder = os.path.join(out, "start")
     callbacks = [{"class_path": "lt_lightning.callbacks.SnapshotCallback",
                   "init_args": {"steps": [str(Step.parse(s)) for s in steps], "dirpath": folder}}]
-    training = Training("training to the start state" + ("s" if len(steps) > 1 else ""),
-                        os.path.join(folder, "parent.yaml"), tuple(snapshot_file(folder, s) for s in steps))
-    return training, _fit_config(config, folder, "parent", callbacks)
+    job = Job("training to the start state" + ("s" if len(steps) > 1 else ""), os.path.join(folder, "parent.yaml"),
+              tuple(snapshot_file(folder, s) for s in steps))
+    return job, _fit_config(config, folder, "parent", callbacks)
 
 
-def _result(evaluation: _Evaluation, trainings: Sequence[Training], seeds: Sequence[int], points: int,
+def _result(evaluation: _Evaluation, trainings: Sequence[Job], seeds: Sequence[int], points: int,
             masks: Masks | None, bn_batches: int | None, key: str, threshold: float, start: str,
-            ticket: str | None) -> dict[str, Any]:
+            ticket: str | None, out: str) -> InstabilityResult:
     ends = [load_snapshot(t.outputs[0]) for t in trainings]
     bn_batches = evaluation.bn_batches(bn_batches)
     curve = evaluation.curve(ends[0], ends[1], points, masks, bn_batches)
@@ -496,33 +476,37 @@ def _result(evaluation: _Evaluation, trainings: Sequence[Training], seeds: Seque
     loss_key = re.sub(r"err(or)?", "loss", key, count=1)
     names = [n for n, _ in evaluation.module.named_parameters()]
     k = load_snapshot(start).step if os.path.isfile(start) else None
-    return {
-        "analysis": "instability",
-        "step": k,
-        "train_steps": ends[0].step,
-        "seeds": list(seeds),
-        "key": key,
-        "threshold": threshold,
-        "barrier": barrier,
-        "stable": bool(barrier < threshold),
-        "loss_barrier": loss_barrier(curve, loss_key) if loss_key != key and loss_key in curve[0] else None,
-        "endpoints": [{k: v for k, v in p.items() if k != "alpha"} for p in (curve[0], curve[-1])],
-        "l2_distance": l2_distance(ends[0].model, ends[1].model, names),
-        "cosine_similarity": cosine_similarity(ends[0].model, ends[1].model, names),
-        "density": masks.density() if masks is not None else 1.0,
-        "start": start,
-        "ticket": ticket,
-        "points": points,
-        "bn_batches": bn_batches,
-        "curve": curve,
-    }
+    return InstabilityResult(
+        step=k,
+        train_steps=ends[0].step,
+        seeds=list(seeds),
+        key=key,
+        threshold=threshold,
+        barrier=barrier,
+        stable=bool(barrier < threshold),
+        loss_barrier=loss_barrier(curve, loss_key) if loss_key != key and loss_key in curve[0] else None,
+        endpoints=[{k: v for k, v in p.items() if k != "alpha"} for p in (curve[0], curve[-1])],
+        l2_distance=l2_distance(ends[0].model, ends[1].model, names),
+        cosine_similarity=cosine_similarity(ends[0].model, ends[1].model, names),
+        density=masks.density() if masks is not None else 1.0,
+        start=start,
+        ticket=ticket,
+        points=points,
+        bn_batches=bn_batches,
+        curve=curve,
+        out=out,
+    )
 
 
-def _write_json(path: str, data: Any) -> None:
-    import json
+def _dry_run(stages: Sequence[Sequence[Job]]) -> dict[str, Any]:
+    """Every command not done, in order, and the stages of jobs not done (a stage needs the one before)."""
+    todo = [[job for job in stage if not job.done] for stage in stages]
+    return {"commands": [job.command for stage in todo for job in stage], "stages": [s for s in todo if s]}
 
+
+def _write_json(path: str, result: InstabilityResult | SearchResult) -> None:
     if rank_zero_only.rank == 0:
-        atomic_write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
+        write_analysis(path, result)
 
 
 @rank_zero_only
@@ -544,9 +528,10 @@ def instability(
     bn_batches: int | None = None,
     out: str | os.PathLike | None = None,
     cli: type[LightningCLI] = LightningCLI,
+    launcher: Launcher | None = None,
     dry_run: bool = False,
     echo: Callable[[str], Any] = _print,
-) -> dict[str, Any]:
+) -> InstabilityResult | dict[str, list[str]]:
     """The instability of the network of ``config`` at one step: train two copies from the state at step ``k`` to
     the end of one training with seeds ``seeds``, evaluate ``points`` points of the line between their end weights
     with the module's validation, and return the error barrier of ``key`` and the curve (written to
@@ -558,17 +543,19 @@ def instability(
     ``MaskingCallback``; a ticket given as ``start`` brings its own. ``threshold`` (default 2 points: 0.02 times
     ``accuracy_scale``) decides ``stable``. ``bn_batches``: BatchNorm statistics re-estimated at every point on that
     many training batches (default 10 when the module has BatchNorm, as interpolated statistics overstate the
-    barrier: Jordan et al. 2022; 0 interpolates them). ``cli`` is the LightningCLI class that runs each fit.
+    barrier: Jordan et al. 2022; 0 interpolates them). ``cli`` is the LightningCLI class that builds the
+    evaluation; ``launcher`` runs the trainings (default ``local``: in this process, one after another).
 
     Files in ``out`` (default ``<default_root_dir or lt_logs>/instability/step_<k>``): ``start/`` (the start
     state, or the training to it), ``copy_seed<S>/`` (each copy's ``copy.yaml``, logs and ``end.pt``),
     ``instability.json``. A training whose output exists is not run again; ``dry_run`` writes every config and
-    returns ``{"commands": [...]}`` (the start training first) without training or evaluating.
+    returns ``{"commands": [...], "stages": [[Job, ...], ...]}`` (the start training first; a stage's jobs need the
+    stage before) without training or evaluating.
 
     Checked before any training, naming the value: the config, ``points``, ``seeds``, ``threshold``, ``key`` (among
     the metrics the module's validation gives), a module without validation, a state of another architecture or
-    other parameter names, masks that do not fit, a step at or past ``max_steps`` (a step past ``max_epochs`` is
-    refused when the first training starts, before its first optimizer step).
+    other parameter names, masks that do not fit, a step at or past the end of one training (``max_steps``, or
+    ``max_epochs`` times the train loader's steps per epoch).
     """
     config = read_config(config)
     threshold = _check_arguments(seeds, points, threshold, key, accuracy_scale, bn_batches)
@@ -588,6 +575,7 @@ def instability(
         out = os.path.join(root, "instability", name)
     out = os.path.abspath(os.fspath(out))
     evaluation = _Evaluation(config, out, cli, key, accuracy_scale, "instability")
+    evaluation.check_steps([label])
     masks = load_ticket(ticket_file).masks if ticket_file is not None else None
     if masks is not None:
         masks.check(evaluation.module)
@@ -599,14 +587,14 @@ def instability(
         check_state(evaluation.module, begin.snapshot.model, begin.source)
         start_file = os.path.join(out, "start", "state.pt")
         _save_start(begin.snapshot, start_file)
-    planned += _copies(config, start_file, ticket_file, seeds, out)
-    trainings = _plan(planned)
+    stages = [_plan(planned), _plan(_copies(config, start_file, ticket_file, seeds, out))]
     if dry_run:
-        return {"commands": [t.command for t in trainings if not t.done]}
-    _run(trainings, cli, echo)
-    result = _result(evaluation, trainings[-2:], seeds, points, masks, bn_batches, key, threshold, start_file,
-                     ticket_file)
-    result["out"] = out
+        return _dry_run(stages)
+    launcher = launcher or make_launcher("local")
+    for stage in stages:
+        run_jobs(stage, launcher, echo)
+    result = _result(evaluation, stages[-1], seeds, points, masks, bn_batches, key, threshold, start_file,
+                     ticket_file, out)
     _write_json(os.path.join(out, INSTABILITY_FILE), result)
     log_instability(evaluation.trainer, result)
     echo(f"instability at step {result['step']}: {key} barrier {barrier_text(result)} ({result['out']})")
@@ -636,9 +624,10 @@ def rewind_search(
     eps: float | None = None,
     out: str | os.PathLike | None = None,
     cli: type[LightningCLI] = LightningCLI,
+    launcher: Launcher | None = None,
     dry_run: bool = False,
     echo: Callable[[str], Any] = _print,
-) -> dict[str, Any]:
+) -> SearchResult | dict[str, list[str]]:
     """The experiment of "Stabilizing the Lottery Ticket Hypothesis": the dense network's instability at each of
     ``steps`` (one training from the config's initialization saves the state at every step; then two copies per
     step, as :func:`instability`), and, for IMP tickets rewound to each step, whether they match the dense network.
@@ -681,8 +670,8 @@ def rewind_search(
     out = os.path.abspath(os.fspath(out if out is not None else os.path.join(
         config["trainer"].get("default_root_dir") or "lt_logs", "rewind_search")))
     evaluation = _Evaluation(config, out, cli, key, accuracy_scale, "rewind search")
-    parent = _parent(config, labels, out)
-    planned = [parent]
+    evaluation.check_steps(labels)
+    planned = [_parent(config, labels, out)]
     per_step = {}
     for label in labels:
         per_step[label] = _copies(config, snapshot_file(os.path.join(out, "start"), label), None, seeds,
@@ -692,37 +681,34 @@ def rewind_search(
         for label in labels:
             planned.append(_imp_training(config, label, density, os.path.join(out, "imp", f"step_{label}")))
             runs.append(os.path.dirname(planned[-1][0].outputs[0]))
-    trainings = _plan(planned + [c for label in labels for c in per_step[label]])
+    stages = [_plan(planned), _plan([c for label in labels for c in per_step[label]])]
     if dry_run:
-        return {"commands": [t.command for t in trainings if not t.done]}
-    _run(trainings, cli, echo)
+        return _dry_run(stages)
+    launcher = launcher or make_launcher("local")
+    for stage in stages:
+        run_jobs(stage, launcher, echo)
     rows = []
     for i, label in enumerate(labels):
         copies = [t for t, _ in per_step[label]]
         result = _result(evaluation, copies, seeds, points, None, bn_batches, key, threshold,
-                         snapshot_file(os.path.join(out, "start"), label), None)
-        result["out"] = os.path.join(out, f"step_{label}")
-        _write_json(os.path.join(result["out"], INSTABILITY_FILE), result)
+                         snapshot_file(os.path.join(out, "start"), label), None, os.path.join(out, f"step_{label}"))
+        _write_json(os.path.join(result.out, INSTABILITY_FILE), result)
         log_instability(evaluation.trainer, result, prefix=f"lmc/step_{label}")
-        row = {"step": result["step"], "barrier": result["barrier"], "stable": result["stable"],
-               "copy_errors": [e[key] for e in result["endpoints"]], "out": result["out"]}
-        if runs:
-            row.update(_ticket_verdict(runs[i], result["step"], key, accuracy_scale, density, eps))
-        rows.append(row)
+        verdict = _ticket_verdict(runs[i], result.step, key, accuracy_scale, density, eps) if runs else {}
+        rows.append(SearchRow(step=result.step, barrier=result.barrier, stable=result.stable,
+                              copy_errors=[e[key] for e in result.endpoints], out=result.out, **verdict))
         echo(f"step {label}: {key} barrier {barrier_text(result)}")
-    search = {
-        "analysis": "rewind_search", "key": key, "threshold": threshold, "eps": eps, "density": density,
-        "seeds": list(seeds), "points": points, "rows": rows, "out": out,
-        "earliest_stable": next((r["step"] for r in rows if r["stable"]), None),
-        "earliest_matching": next((r["step"] for r in rows if r.get("matches")), None) if runs else None,
-    }
+    search = SearchResult(
+        key=key, threshold=threshold, eps=eps, density=density, seeds=list(seeds), points=points, rows=rows, out=out,
+        earliest_stable=next((r.step for r in rows if r.stable), None),
+        earliest_matching=next((r.step for r in rows if r.matches), None) if runs else None)
     _write_json(os.path.join(out, SEARCH_FILE), search)
     log_rewind_search(evaluation.trainer, search)
     return search
 
 
 def _imp_training(config: dict[str, Any], label: str, density: float | None, folder: str
-                  ) -> tuple[Training, dict[str, Any]]:
+                  ) -> tuple[Job, dict[str, Any]]:
     callbacks = [{"class_path": "lt_lightning.RewindCallback", "init_args": {"step": label}}]
     for spec in config_callbacks(config):
         if config_is(spec, IMPCallback):
@@ -730,8 +716,9 @@ def _imp_training(config: dict[str, Any], label: str, density: float | None, fol
             if density is not None:
                 args["target_density"] = density
             callbacks.append({**spec, "init_args": args})
-    training = Training(f"IMP rewound to {label}", os.path.join(folder, "imp.yaml"), (os.path.join(folder, HISTORY_FILE),))
-    return training, _fit_config(config, folder, str(training), callbacks)
+    job = Job(f"IMP rewound to {label}", os.path.join(folder, "imp.yaml"), (os.path.join(folder, HISTORY_FILE),),
+              resumable=True)
+    return job, resumable(_fit_config(config, folder, str(job), callbacks), folder)
 
 
 def _ticket_verdict(run: str, step: int, key: str, accuracy_scale: float, density: float | None, eps: float

@@ -11,7 +11,6 @@ analysis (``<prefix>/plots/error_vs_alpha``) and the curve as a table; W&B is im
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -21,8 +20,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-INSTABILITY_FILE, SEARCH_FILE = "instability.json", "rewind_search.json"
-REPORT_DIR = "report"
+from lt_lightning.layout import INSTABILITY_FILE, REPORT_DIR, REPORT_PAGE, SEARCH_FILE
 
 
 @rank_zero_only
@@ -153,14 +151,12 @@ def markdown_rewind_search(search: Mapping[str, Any], images: Sequence[str] = ()
     return "\n".join(text)
 
 
-def read_lmc(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The result an analysis left in ``folder`` (``rewind_search.json`` or ``instability.json``), or ``None``."""
-    for name in (SEARCH_FILE, INSTABILITY_FILE):
-        path = os.path.join(os.fspath(folder), name)
-        if os.path.isfile(path):
-            with open(path) as f:
-                return json.load(f)
-    return None
+def read_lmc(folder: str | os.PathLike) -> Mapping[str, Any] | None:
+    """The typed result an analysis left in ``folder`` (``rewind_search.json`` or ``instability.json``), or
+    ``None`` (:func:`lt_lightning.experiments.results.read_analysis`)."""
+    from lt_lightning.experiments.results import read_analysis  # the experiments import this module
+
+    return read_analysis(folder)
 
 
 def write_lmc_report(folder: str | os.PathLike, out: str | os.PathLike | None = None) -> list[str]:
@@ -187,7 +183,7 @@ def write_lmc_report(folder: str | os.PathLike, out: str | os.PathLike | None = 
     for name, figure in figures.items():
         paths.append(os.path.join(out, name))
         figure.savefig(paths[-1], dpi=DPI)
-    page = os.path.join(out, "report.md")
+    page = os.path.join(out, REPORT_PAGE)
     write = markdown_rewind_search if result["analysis"] == "rewind_search" else markdown_instability
     with open(page, "w") as f:
         f.write(write(result, [os.path.basename(p) for p in paths]))

@@ -103,7 +103,7 @@ def test_two_copies_from_step_k_and_the_barrier_of_their_path(analysis):
     for point, end in zip((curve[0], curve[-1]), ends):
         assert {k: v for k, v in point.items() if k != "alpha"} == _own_evaluation(end.model)
     with open(os.path.join(out, "instability.json")) as f:
-        assert json.load(f) == json.loads(json.dumps(analysis))
+        assert json.load(f) == json.loads(json.dumps(analysis.to_dict()))
 
 
 def test_the_curve_and_barrier_go_to_the_configured_logger(analysis):
@@ -341,12 +341,20 @@ def test_bad_arguments_are_refused_before_any_training(tmp_path, change, message
     _no_training(tmp_path / "out")
 
 
-def test_a_step_past_max_epochs_is_refused_before_the_first_optimizer_step(tmp_path):
-    config = _config(max_steps=-1, max_epochs=1)
-    with pytest.raises(RuntimeError, match=r"step '2ep' \(= 44 optimizer steps\) is not inside one training of 22"):
-        instability(config, step="2ep", out=tmp_path / "out", echo=lambda _: None)
-    # The training to the start state stopped when it started (its logger had made its folder), before a step.
-    assert not glob.glob(str(tmp_path / "out" / "start" / "*.pt")) and not glob.glob(str(tmp_path / "out" / "copy*" / "logs"))
+def test_steps_past_one_training_of_max_epochs_are_refused_before_any_training_even_in_a_dry_run(tmp_path, capsys,
+                                                                                                 monkeypatch):
+    config = _config(max_steps=-1, max_epochs=1)  # 22 steps an epoch: one training is 22 steps
+    with pytest.raises(ValueError, match=r"step '2ep' is not inside one training: 22 steps \(max_epochs=1, max_steps=-1,"
+                                         r" 22 steps an epoch\); allowed: 0 to 21 \('2ep' is step 44\)"):
+        instability(config, step="2ep", out=tmp_path / "out", dry_run=True)
+    _no_training(tmp_path / "out")
+    monkeypatch.setattr(sys, "argv", ["lt-lightning"])
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    for argv, step in ((["instability", "--step", "5000"], "5000it"), (["rewind-search", "--steps", "0", "9999"], "9999it")):
+        assert main([*argv, "--config", str(tmp_path / "fit.yaml"), "--out", str(tmp_path / "cli"), "--dry-run"]) == 1
+        err = capsys.readouterr().err
+        assert f"error: step '{step}' is not inside one training: 22 steps" in err and "Traceback" not in err
+    assert not glob.glob(str(tmp_path / "cli" / "**" / "parent.yaml"), recursive=True)  # planned nothing
 
 
 def test_states_of_another_architecture_or_parameter_names_are_refused(tmp_path):

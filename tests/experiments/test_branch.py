@@ -15,7 +15,7 @@ from lt_lightning.cli import main
 from lt_lightning.records import read_history, read_result
 from lt_lightning.ticket import load_ticket
 
-CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "configs")
+CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "configs")
 LINE = re.compile(r"^branch (\d+)/(\d+): (\w+) round (\d\d) seed (\d+): val_acc (\d\.\d+), [\d.e-]+ s$")
 
 
@@ -65,7 +65,9 @@ def test_branch_trains_each_round_control_and_seed_as_one_fit(run_dir, tmp_path,
             config = yaml.safe_load(f)
         assert config["seed_everything"] == seed
         assert [c["class_path"] for c in config["trainer"]["callbacks"]] == [
-            "lt_lightning.MaskingCallback", "lt_lightning.RecordCallback"]
+            "lt_lightning.MaskingCallback", "lt_lightning.RecordCallback",
+            "lightning.pytorch.callbacks.ModelCheckpoint"]  # resume/last.ckpt while it runs, removed when done
+        assert not os.path.exists(folder / "resume") and not os.path.exists(folder / ".job-started")
     # Another seed draws another control; the same seed again is skipped.
     a = read_result(run / "branches" / "shuffle_masks" / "round_02" / "seed_1" / "result.json")[0]
     b = read_result(run / "branches" / "shuffle_masks" / "round_02" / "seed_2" / "result.json")[0]
