@@ -68,8 +68,9 @@ from lt_lightning.ticket import load_ticket  # noqa: E402
 from lt_lightning.zoo import Classifier  # noqa: E402
 
 CONFIG = os.path.join(HERE, "configs", "stability_conv2.yaml")
-KS = {"sgd": [0, 10, 30, 100, 300], "warmup": [0, 100], "low": [0]}
-LABELS = {"sgd": "SGD 0.1", "warmup": "SGD 0.1, warm-up 300 steps", "low": "SGD 0.01"}
+KS = {"sgd": [0, 10, 30, 100, 300], "warmup": [0, 100], "low": [0], "resnet": [0, 10, 30, 100, 300]}
+LABELS = {"sgd": "SGD 0.1", "warmup": "SGD 0.1, warm-up 300 steps", "low": "SGD 0.01",
+          "resnet": "ResNet-20 (width 8), 14x14, SGD 0.1"}
 TICKET_ROUNDS = (2, 4)  # the tickets whose own instability is measured (16% and 2.6% of the weights)
 MATCH = 0.002  # a ticket matches at most 0.2 points above dense (rewind_search's default eps)
 SCALES = ((1, 2), (1, 3), (100, 2), (100, 2))  # interval() scale and digits: L2, cosine, barrier, rise
@@ -95,6 +96,9 @@ def recipe_config(recipe: str, seed: int, steps: int | None) -> dict[str, Any]:
         model["warmup_steps"] = config["trainer"]["max_steps"] // 2
     elif recipe == "low":
         model["lr"] = 0.01
+    elif recipe == "resnet":  # a deeper network with BatchNorm, as the networks that need late rewinding in the paper
+        config["model"]["init_args"].update(model="resnet20", model_kwargs={"in_channels": 1, "width": 8})
+        config["data"]["init_args"]["image_size"] = 14
     if steps is not None:
         config["trainer"]["max_steps"] = steps
         model["warmup_steps"] = min(model.get("warmup_steps", 0), steps // 2)
@@ -118,7 +122,8 @@ def launcher(workers: int) -> Any:
     return make_launcher("processes", {"workers": workers})
 
 
-def run(out: str, recipes: list[str], seeds: list[int], quick: bool, workers: int) -> None:
+def run(out: str, recipes: list[str], seeds: list[int], quick: bool, workers: int, ks: list[int] | None = None
+        ) -> None:
     steps = 40 if quick else None
     for recipe in recipes:
         for seed in seeds:
@@ -128,10 +133,10 @@ def run(out: str, recipes: list[str], seeds: list[int], quick: bool, workers: in
             if recipe == "ticket_lmc":
                 ticket_instability(out, seed, steps, workers)
                 continue
-            ks = [k for k in KS[recipe] if k < 20] if quick else KS[recipe]
-            print(f"--- {recipe}, seed {seed}: rewind search over k = {ks} with IMP", flush=True)
+            steps_k = ks or ([k for k in KS[recipe] if k < 20] if quick else KS[recipe])
+            print(f"--- {recipe}, seed {seed}: rewind search over k = {steps_k} with IMP", flush=True)
             begun = time.perf_counter()
-            rewind_search(recipe_config(recipe, seed, steps), ks, seeds=copy_seeds(seed), points=POINTS,
+            rewind_search(recipe_config(recipe, seed, steps), steps_k, seeds=copy_seeds(seed), points=POINTS,
                           threshold=THRESHOLD, run_imp=True, out=search_dir(out, recipe, seed),
                           launcher=launcher(workers))
             print(f"({recipe}, seed {seed}: {time.perf_counter() - begun:.0f} s)", flush=True)
@@ -154,9 +159,17 @@ def ticket_instability(out: str, seed: int, steps: int | None, workers: int) -> 
 def reinit(out: str, seed: int) -> None:
     for recipe in ("sgd", "low"):
         run_dir = imp_dir(out, recipe, seed, 0)
-        # `branch` reads the run's config.yaml beside its history; rewind_search's IMP runs keep it under logs/.
-        if not os.path.exists(os.path.join(run_dir, "config.yaml")):
-            os.symlink(os.path.join("logs", "config.yaml"), os.path.join(run_dir, "config.yaml"))
+        # `branch` reads the run's config.yaml beside its history; rewind_search's IMP runs keep it under logs/, with
+        # the resumable job's ModelCheckpoint, which branch adds again (two are refused): write it without.
+        target = os.path.join(run_dir, "config.yaml")
+        with open(os.path.join(run_dir, "logs", "config.yaml")) as f:
+            config = yaml.safe_load(f)
+        config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"]
+                                          if not c["class_path"].endswith("ModelCheckpoint")]
+        if os.path.islink(target):
+            os.remove(target)
+        with open(target, "w") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
         print(f"--- reinit, seed {seed}: the {recipe} tickets at k = 0 reinitialized", flush=True)
         status = lt_lightning(["branch", run_dir, "--control", "reinit", "--seeds", str(seed + 100)])
         if status != 0:
@@ -401,7 +414,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("--recipes", nargs="+", default=["sgd", "warmup", "low", "reinit", "ticket_lmc"],
-                        choices=["sgd", "warmup", "low", "reinit", "ticket_lmc"])
+                        choices=["sgd", "warmup", "low", "reinit", "ticket_lmc", "resnet"])
+    parser.add_argument("--ks", type=int, nargs="+", help="rewind steps (default: the recipe's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=1, help="trainings at a time (processes launcher)")
     parser.add_argument("--out", default=os.path.join("lt_logs", "late_rewinding"))
@@ -412,7 +426,7 @@ def main() -> None:
         warnings.filterwarnings("ignore", message)
     os.makedirs(args.out, exist_ok=True)
     if args.command == "run":
-        run(args.out, args.recipes, args.seeds, args.quick, args.workers)
+        run(args.out, args.recipes, args.seeds, args.quick, args.workers, args.ks)
     else:
         report(args.out, args.seeds)
     print(ANCHORS)

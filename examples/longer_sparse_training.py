@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> None:
                     if os.path.isfile(path):
                         continue
                     settings = argparse.Namespace(steps=steps, update_every=args.update_every)
+                    os.makedirs(where, exist_ok=True)
                     result = run_method(method, "fashion_mnist", density, seed, settings, where)
                     with open(path, "w") as f:
                         json.dump(result, f)
