@@ -21,7 +21,7 @@ def main(out: str) -> None:
     }
     result = instability(config, step=2, points=3, out=os.path.join(out, "analysis"))
     with open(os.path.join(out, f"rank{os.environ.get('LOCAL_RANK', '0')}.json"), "w") as f:
-        json.dump(result, f)
+        json.dump(result.to_dict(), f)
 
 
 if __name__ == "__main__":
