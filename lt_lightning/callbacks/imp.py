@@ -27,10 +27,11 @@ from typing_extensions import override
 from lt_lightning.analysis.lmc import cosine_similarity, l2_distance
 from lt_lightning.callbacks import _trainer as lt_trainer
 from lt_lightning.callbacks._trainer import TrainingLength, log_metrics, run_dir, schedulers, steps_per_epoch
-from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable
+from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable, on_rank_zero
 from lt_lightning.callbacks.rewind import RewindCallback
 from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext, geometric
+from lt_lightning.pruning.scores import SCORES, check_score
 from lt_lightning.pruning.spec import PruningSpec, rounds_to_target
 from lt_lightning.records import HISTORY_FILE, MetricTracker, Mode, RoundRecord, history_run, write_history
 from lt_lightning.reports import round_reporters
@@ -124,16 +125,16 @@ class IMPCallback(BaseMaskingCallback):
             check_fraction("target_density", target_density)
         if reset not in _RESETS:
             raise ValueError(f"reset={reset!r} is not allowed; expected one of {list(_RESETS)}.")
-        if score in ("snip", "grasp", "synflow"):
+        check_score(score)
+        if SCORES.needs(score):  # declared when the score was registered
             raise ValueError(f"score={score!r} scores the network on data or inputs, which IMPCallback does not give"
-                             f" its scores: prune at initialization with PruneAtInitCallback(method={score!r}).")
-        for pattern, fraction in (layer_fractions or {}).items():
-            check_fraction(f"layer_fractions[{pattern!r}]", fraction)
+                             f" its scores: prune at initialization with PruneAtInitCallback(method={score!r})"
+                             f" (the score is registered as needing {sorted(SCORES.needs(score))}).")
         if dirpath is not None and os.path.isfile(dirpath):
             raise ValueError(f"dirpath={dirpath!r} is a file; expected a folder for imp_history.json and tickets/.")
-        self.spec = PruningSpec(score=score, allocation=allocation, layer_density=layer_fractions or {},
+        self.spec = PruningSpec(score=score, allocation=allocation, layer_fractions=layer_fractions or {},
                                 keep_dense=keep_dense, allow_layer_collapse=allow_layer_collapse, include=include,
-                                exclude=exclude, types=types, seed=seed, layer_density_arg="layer_fractions")
+                                exclude=exclude, types=types, seed=seed)
         self.tracker = MetricTracker(monitor, mode, modes)  # checks the modes
         self.rounds = rounds
         self.pruning_fraction = pruning_fraction
@@ -162,6 +163,7 @@ class IMPCallback(BaseMaskingCallback):
         self._length: TrainingLength | None = None
         self._run_dir = ""
         self._overlap: float | None = None
+        self._score_notes: dict[str, Any] = {}  # the layers the last pruning's scores could not rank (rank zero)
         self._stopped = False  # a callback stopped the current round
         self._round_started = 0.0
         self._resumed: dict[str, Any] | None = None  # the checkpoint's state, checked once the module is known
@@ -184,7 +186,7 @@ class IMPCallback(BaseMaskingCallback):
 
     def _config(self) -> dict[str, Any]:
         return {"pruning_fraction": self.pruning_fraction, "reset": self.reset, "score": self.spec.score,
-                "allocation": self.spec.allocation, "layer_fractions": dict(self.spec.layer_density),
+                "allocation": self.spec.allocation, "layer_fractions": dict(self.spec.layer_fractions),
                 "keep_dense": self.spec.keep_dense, "allow_layer_collapse": self.spec.allow_layer_collapse,
                 "include": self.spec.include, "exclude": self.spec.exclude, "types": list(self.spec.types),
                 "seed": self.spec.seed, "rounds": self.rounds, "target_density": self.target_density}
@@ -424,7 +426,7 @@ class IMPCallback(BaseMaskingCallback):
         if snapshot is None:
             raise RuntimeError("IMPCallback reached a round's end without a rewind snapshot; was training resumed from"
                                " a checkpoint written by an older run without one?")
-        masks = self._prune(pl_module, self.round + 1) if trainer.is_global_zero else None
+        masks = on_rank_zero(trainer, type(self).__name__, lambda: self._prune(pl_module, self.round + 1))
         if self.reset == "rewind":
             snapshot.restore_model(pl_module)
             snapshot.restore_optimizers(trainer.optimizers)
@@ -460,7 +462,8 @@ class IMPCallback(BaseMaskingCallback):
         generator = torch.Generator().manual_seed(self.spec.seed + round_)
         context = ScoreContext(pl_module, self.masks, generator=generator)
         layer_density = {n: geometric(f, round_) for n, f in self._layer_fraction.items()}
-        return self.spec.prune(context, geometric(self.pruning_fraction, round_), layer_density)
+        self._score_notes = {}
+        return self.spec.prune(context, geometric(self.pruning_fraction, round_), layer_density, self._score_notes)
 
     def _finish_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self.masks is not None and self._rewind is not None and self.timeline is not None
@@ -530,7 +533,7 @@ class IMPCallback(BaseMaskingCallback):
             metadata = {k: v for k, v in record.to_dict().items() if k != "ticket"}
             metadata.update(rewind_step=self.timeline.rewind_step, pruning_fraction=self.pruning_fraction,
                             reset=self.reset, score=self.spec.score, allocation=self.spec.allocation, run=self._run_id,
-                            rewind_point=REWIND_POINT_FILE)
+                            rewind_point=REWIND_POINT_FILE, **self._score_notes)
             Ticket.from_state(self._rewind.snapshot.model, self.masks, metadata).save(record.ticket)
 
     # ------------------------------------------------------------------ checkpoints
@@ -540,7 +543,7 @@ class IMPCallback(BaseMaskingCallback):
         state.update(round=self.round, history=[r.to_dict() for r in self.history], tracker=self.tracker.state_dict(),
                      overlap=self._overlap, stopped=self._stopped, run=self._run_id, config=self._config(),
                      timeline=self.timeline.state_dict() if self.timeline is not None else None, ends=self._ends,
-                     round_time=time.perf_counter() - self._round_started)
+                     round_time=time.perf_counter() - self._round_started, score_notes=self._score_notes)
         return state
 
     @override
@@ -552,6 +555,7 @@ class IMPCallback(BaseMaskingCallback):
         self.history = [RoundRecord.from_dict(r) for r in state_dict["history"]]
         self.tracker.load_state_dict(state_dict["tracker"])
         self._overlap = state_dict["overlap"]
+        self._score_notes = dict(state_dict.get("score_notes", {}))
         self._stopped = state_dict["stopped"]
         self._run_id = state_dict["run"]
         self._ends = dict(state_dict.get("ends", {}))

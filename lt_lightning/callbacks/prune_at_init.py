@@ -20,24 +20,24 @@ from typing_extensions import override
 from lt_lightning.callbacks._trainer import silent_logging
 from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable
 from lt_lightning.masks import DEFAULT_TYPES, Masks
-from lt_lightning.pruning import ScoreContext, prune_iteratively
+from lt_lightning.pruning import ScoreContext
 from lt_lightning.pruning.schedule import one_shot, synflow_exponential
+from lt_lightning.pruning.scores import BATCHES, EXAMPLE_INPUT, ITERATIVE, SCORES
 from lt_lightning.pruning.spec import PruningSpec
 from lt_lightning.validation import check_density, check_int
-
-# Scores that call the loss (the module's training_step) on training batches.
-_DATA_SCORES = ("snip", "grasp")
 
 
 class PruneAtInitCallback(BaseMaskingCallback):
     """Prune at initialization, once, before the first optimizer step; then keep the masks fixed through training.
 
     ``method`` scores the weights (higher = kept), ``allocation`` turns the scores into masks keeping ``density`` of
-    the prunable weights. SNIP and GraSP score on ``batches`` batches of the train loader (rank zero's), the loss
-    being what the LightningModule's ``training_step`` returns (a tensor, or a dict with ``"loss"``); its ``self.log``
-    calls are ignored while scoring, and drawing the batches leaves the training data order unchanged. SynFlow is
-    data-free; it feeds ones shaped like ``example_input_array`` (or the first element of a training batch) and
-    prunes in ``iterations`` steps at exponentially decreasing densities (Tanaka et al. 2020).
+    the prunable weights. What a score gets follows what it declared when registered (``register_score(name,
+    needs=...)``), for built-in and user scores alike. Scores needing ``"batches"`` (SNIP, GraSP) score on ``batches``
+    batches of the train loader (rank zero's), the loss being what the LightningModule's ``training_step`` returns (a
+    tensor, or a dict with ``"loss"``); its ``self.log`` calls are ignored while scoring, and drawing the batches
+    leaves the training data order unchanged. Scores needing an ``"example_input"`` (SynFlow, data-free) get one
+    shaped like ``example_input_array`` (or the first element of a training batch); ``"iterative"`` ones prune in
+    ``iterations`` steps at exponentially decreasing densities (Tanaka et al. 2020).
 
     Args:
         method: score by name (``lt_lightning.pruning.SCORES``): ``"snip"``, ``"grasp"``, ``"synflow"``,
@@ -54,7 +54,10 @@ class PruneAtInitCallback(BaseMaskingCallback):
         allow_layer_collapse: allow a layer to lose all its weights; by default each keeps its best weight, the
             others giving it up, with a ``LayerCollapseWarning`` naming the layers.
         include, exclude, types: which parameters are prunable (see :func:`lt_lightning.masks.select_parameters`).
-        seed: seed for random scores.
+        seed: seed for random scores, and for the draw among weights tied at the threshold.
+
+    After pruning (rank zero), :attr:`score_notes` names the layers whose scores were all zero
+    (``"all_zero_scores"``) or all equal (``"tied_scores"``); a ``TiedScoresWarning`` names them too.
     """
 
     def __init__(
@@ -85,10 +88,11 @@ class PruneAtInitCallback(BaseMaskingCallback):
         self.iterations = iterations
         self._names: list[str] = []
         self._layer_density: dict[str, float] = {}
+        self.score_notes: dict[str, list[str]] = {}
 
     @override
     def prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.method in _DATA_SCORES and not pl_module.automatic_optimization:
+        if BATCHES in SCORES.needs(self.method) and not pl_module.automatic_optimization:
             raise ValueError(f"method={self.method!r} scores with the loss of training_step, which under manual"
                              " optimization steps the optimizer itself: use automatic optimization, or a data-free"
                              " method ('synflow', 'magnitude', 'random').")
@@ -122,14 +126,13 @@ class PruneAtInitCallback(BaseMaskingCallback):
                 generator=torch.Generator().manual_seed(self.spec.seed),
                 example_input=_example_input(pl_module, batches[0]),
             )
-            if self.method == "synflow" and context.example_input is None:
-                raise ValueError("method='synflow' feeds ones shaped like one input: set example_input_array on the"
-                                 " LightningModule, or use batches whose first element is the input tensor.")
-            schedule = synflow_exponential(self.density, self.iterations) if self.method == "synflow" else one_shot(
-                self.density)
-            return prune_iteratively(context, schedule, score=self.method, allocation=self.spec.allocation,
-                                     layer_density=self._layer_density, keep_dense=self.spec.keep_dense,
-                                     allow_layer_collapse=self.spec.allow_layer_collapse)
+            needs = SCORES.needs(self.method)
+            if EXAMPLE_INPUT in needs and context.example_input is None:
+                raise ValueError(f"method={self.method!r} feeds ones shaped like one input: set example_input_array on"
+                                 " the LightningModule, or use batches whose first element is the input tensor.")
+            schedule = (synflow_exponential(self.density, self.iterations) if ITERATIVE in needs
+                        else one_shot(self.density))
+            return self.spec.prune_iteratively(context, schedule, self._layer_density, notes=self.score_notes)
 
     def _loss(self, module: nn.Module, batch: Any) -> Tensor:
         out = module.training_step(batch, 0)  # type: ignore[operator]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -44,6 +45,7 @@ def prune(
     keep_dense: str | None = None,
     allow_layer_collapse: bool = False,
     min_kept: int = 1,
+    notes: dict[str, Any] | None = None,
 ) -> Masks:
     """New masks keeping ``density`` of ``context.masks``' weights, chosen by ``score`` and ``allocation``.
 
@@ -54,6 +56,12 @@ def prune(
     Layer collapse guard: unless ``allow_layer_collapse``, a layer left with fewer than ``min_kept`` weights keeps its
     ``min_kept`` highest-scoring ones instead, taken from the lowest-scoring kept weights of the layers that
     ``allocation`` pruned, so that the total stays the same; a :class:`LayerCollapseWarning` names the layers saved.
+
+    Ties: of the live weights that score the same as the last one a threshold keeps (within a layer, or across all
+    layers for ``allocation="global"``), as many as it keeps are drawn at random (seeded by ``context.generator``),
+    never taken in layer or index order. Layers whose scores are all zero (or all equal) are named in a
+    :class:`TiedScoresWarning` with the likely cause and remedy, and in ``notes["all_zero_scores"]`` and
+    ``notes["tied_scores"]`` when a ``notes`` dict is given; a ``ValueError`` if every weight scores the same.
 
     >>> import torch
     >>> from torch import nn
@@ -86,41 +94,84 @@ def prune(
         new.update(ALLOCATIONS[allocation]({n: scores[n] for n in rest}, Masks({n: masks[n] for n in rest}), density))
     for name, value in explicit.items():
         new.update(layerwise({name: scores[name]}, Masks({name: masks[name]}), value))
-    _break_ties_at_random(new, scores, masks, context.generator)
+    _check_ties(score, scores, masks, notes)
+    groups = [rest] if allocation == "global" else [[n] for n in rest]
+    _break_ties_at_random(new, scores, masks, groups + [[n] for n in explicit], context.generator)
     if not allow_layer_collapse:
         _keep_layers_alive(new, scores, masks, rest, min_kept)
     return Masks({n: new[n] for n in masks})
 
 
 class TiedScoresWarning(UserWarning):
-    """A layer's scores were all equal, so which of its weights are kept was drawn at random."""
+    """Layers' scores were all zero (or all equal), so which of their weights are kept was drawn at random."""
 
 
 def _break_ties_at_random(
-    new: dict[str, Tensor], scores: Mapping[str, Tensor], before: Masks, generator: torch.Generator | None
+    new: dict[str, Tensor], scores: Mapping[str, Tensor], before: Masks, groups: Sequence[Sequence[str]],
+    generator: torch.Generator | None,
 ) -> None:
-    """A layer whose remaining weights all score the same (a zero-initialised head, say) would otherwise keep its
-    first weights in index order, a structured pattern no score chose: keep as many, drawn at random (seeded)."""
-    tied = []
-    for name, mask in new.items():
-        alive = before[name].to(mask.device)
-        kept, total = int(mask.sum()), int(alive.sum())
-        if not 0 < kept < total:
+    """Weights scoring the same as the last weight a group kept (the layers one threshold ranks together) would be
+    kept in index order, earlier layers first: a structured pattern no score chose. Of all the group's live weights
+    at that score, keep as many as the threshold kept, drawn at random (seeded)."""
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    for group in groups:
+        live = {n: before[n].to(new[n].device) for n in group}
+        kept = sum(int(new[n].sum()) for n in group)
+        if kept == 0 or kept == sum(int(m.sum()) for m in live.values()):
             continue
-        score = scores[name]
-        low = torch.where(alive, score, torch.full_like(score, float("inf"))).min()
-        if bool(low == torch.where(alive, score, torch.full_like(score, float("-inf"))).max()):
-            order = torch.rand(total, generator=generator if generator is not None else torch.Generator().manual_seed(0))
-            chosen = torch.zeros(total, dtype=torch.bool)
-            chosen[order.argsort()[:kept]] = True
-            redrawn = torch.zeros_like(mask)
-            redrawn[alive] = chosen.to(mask.device)
-            new[name] = redrawn
-            tied.append(name)
-    if tied:
-        warnings.warn(f"the scores of {tied} are all equal (e.g. zero-initialised weights), so they cannot say which"
-                      " weights to keep: each keeps the number its allocation gave it, drawn at random (seeded by"
-                      " the pruning seed) rather than in index order.", TiedScoresWarning, stacklevel=3)
+        threshold = min(float(torch.where(new[n], scores[n], torch.full_like(scores[n], float("inf"))).min())
+                        for n in group if bool(new[n].any()))
+        tied = {n: live[n] & (scores[n] == threshold) for n in group}
+        counts = {n: int(t.sum()) for n, t in tied.items()}
+        keep = sum(int((t & new[n]).sum()) for n, t in tied.items())
+        if keep == sum(counts.values()):
+            continue
+        chosen = torch.zeros(sum(counts.values()), dtype=torch.bool)
+        chosen[torch.randperm(chosen.numel(), generator=generator)[:keep]] = True
+        for n, part in zip(tied, chosen.split(list(counts.values()))):
+            if counts[n]:
+                new[n] = new[n].clone()
+                new[n][tied[n]] = part.to(new[n].device)
+
+
+def _tied_layers(scores: Mapping[str, Tensor], before: Masks) -> tuple[list[str], list[str]]:
+    """(layers whose live scores are all zero, layers whose live scores are all one other value)."""
+    zero, equal = [], []
+    for name, mask in before.items():
+        alive = mask.to(scores[name].device)
+        if int(alive.sum()) < 2:
+            continue
+        live = scores[name][alive]
+        low, high = live.min(), live.max()
+        if bool(low == high):
+            (zero if bool(low == 0) else equal).append(name)
+    return zero, equal
+
+
+def _check_ties(score: str, scores: Mapping[str, Tensor], before: Masks, notes: dict[str, Any] | None) -> None:
+    """Name every layer whose scores cannot rank its weights; refuse when no layer's can."""
+    zero, equal = _tied_layers(scores, before)
+    if notes is not None:
+        for key, names in (("all_zero_scores", zero), ("tied_scores", equal)):
+            notes[key] = sorted(set(notes.get(key, [])) | set(names), key=list(before).index)
+    if not zero and not equal:
+        return
+    if score == "magnitude":
+        likely = "their weights are zero (a zero-initialised layer, e.g. a head or a block's last layer)"
+        remedy = "Remedy: initialise those weights otherwise, or leave them out of pruning (keep_dense, exclude)."
+    else:
+        likely = ("a zero-initialised normalization or output layer after them (timm's ResNets zero the last"
+                  " BatchNorm of every block, zero_init_last=True) leaves them no gradient or signal to be scored by")
+        remedy = ("Remedy: initialise without the zeroed layers (timm: zero_init_last=False), or use a score that"
+                  " does not pass through them ('magnitude', 'random').")
+    cause = (f"the {score!r} scores of {len(zero)} of {len(before)} prunable layers are all zero: {zero}. Likely"
+             f" cause: {likely}." if zero else "")
+    if equal:
+        cause += f"{' ' if cause else ''}The {score!r} scores of {equal} are all equal (e.g. constant weights)."
+    if len(zero) + len(equal) == len(before) and len({float(scores[n][before[n]].max()) for n in before}) == 1:
+        raise ValueError(f"{cause} Every prunable weight scores the same, so the score cannot choose any. {remedy}")
+    warnings.warn(f"{cause} Which of their weights survive was drawn at random (seeded by the pruning seed), not"
+                  f" chosen by the score. {remedy}", TiedScoresWarning, stacklevel=4)
 
 
 def prune_iteratively(context: ScoreContext, densities: Sequence[float], **kwargs: object) -> Masks:

@@ -43,20 +43,28 @@ class ScoreContext:
 
 ScoreFn = Callable[[ScoreContext], Mapping[str, Tensor]]
 
-SCORES: Registry[ScoreFn] = Registry("score")
+#: What a score may need, declared when it is registered: training batches and a loss (``context.batches``,
+#: ``context.loss_fn``), one input whose shape it feeds (``context.example_input``), or pruning in many small steps
+#: (an iterative schedule, as SynFlow's) rather than once.
+BATCHES, EXAMPLE_INPUT, ITERATIVE = "batches", "example_input", "iterative"
+
+SCORES: Registry[ScoreFn] = Registry("score", capabilities=(BATCHES, EXAMPLE_INPUT, ITERATIVE))
 
 
-def register_score(name: str) -> Callable[[ScoreFn], ScoreFn]:
-    """Register ``fn(context) -> {name: scores}`` under ``name``; use as a decorator.
+def register_score(name: str, needs: Iterable[str] = ()) -> Callable[[ScoreFn], ScoreFn]:
+    """Register ``fn(context) -> {name: scores}`` under ``name``, declaring what it ``needs`` (some of ``"batches"``,
+    ``"example_input"``, ``"iterative"``): the callbacks read it and refuse a score they cannot serve before any
+    training (IMPCallback gives its scores no data; PruneAtInitCallback gives batches, an input and a schedule).
+    Use as a decorator.
 
     >>> @register_score("abs_times_two")
     ... def _double(context):
     ...     return {n: 2 * p.detach().abs() for n, p in context.parameters().items()}
-    >>> "abs_times_two" in SCORES
-    True
+    >>> "abs_times_two" in SCORES, SCORES.needs("abs_times_two"), sorted(SCORES.needs("snip"))
+    (True, frozenset(), ['batches'])
     >>> del SCORES["abs_times_two"]
     """
-    return SCORES.register(name)
+    return SCORES.register(name, needs)
 
 
 check_score = SCORES.check
@@ -94,7 +102,7 @@ def random(context: ScoreContext) -> dict[str, Tensor]:
     }
 
 
-@register_score("snip")
+@register_score("snip", needs=[BATCHES])
 def snip(context: ScoreContext) -> dict[str, Tensor]:
     """``|w * dL/dw|``, the loss gradient summed over ``context.batches``: connection sensitivity (Lee et al. 2019).
 
@@ -112,7 +120,7 @@ def snip(context: ScoreContext) -> dict[str, Tensor]:
     return {name: (w.detach() * g).abs() for (name, w), g in zip(weights.items(), grads)}
 
 
-@register_score("grasp")
+@register_score("grasp", needs=[BATCHES])
 def grasp(context: ScoreContext) -> dict[str, Tensor]:
     """``w * Hg`` (Wang et al. 2020, Gradient Signal Preservation): ``H`` and ``g`` are the Hessian and gradient of the
     loss summed over ``context.batches``; ``Hg`` comes from a second backward pass through ``g . dL/dw``.
@@ -152,7 +160,7 @@ def grasp(context: ScoreContext) -> dict[str, Tensor]:
     return {name: w.detach() * h for (name, w), h in zip(weights.items(), hg)}
 
 
-@register_score("synflow")
+@register_score("synflow", needs=[EXAMPLE_INPUT, ITERATIVE])
 def synflow(context: ScoreContext) -> dict[str, Tensor]:
     """``|w * dR/dw|`` with ``R`` the sum of the outputs of the network with weights ``|w|`` on an input of ones:
     Iterative Synaptic Flow (Tanaka et al. 2020), data-free. Computed in float64 (``R`` is a product over layers and

@@ -9,22 +9,24 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
 from lt_lightning.masks import DEFAULT_TYPES, Masks, select_parameters
 from lt_lightning.pruning.allocation import check_allocation
-from lt_lightning.pruning.prune import check_regex, match_parameters, prune
+from lt_lightning.pruning.prune import check_regex, match_parameters, prune, prune_iteratively
 from lt_lightning.pruning.schedule import check_density
 from lt_lightning.pruning.scores import ScoreContext, check_score
-from lt_lightning.validation import check_bool, check_seed, check_selection
+from lt_lightning.validation import check_bool, check_fraction, check_seed, check_selection
 
 
 @dataclass(frozen=True)
 class PruningSpec:
     """Which parameters are prunable (``include``/``exclude`` regexes, ``types`` class names), how each event scores
-    (``score``) and allocates (``allocation``) the kept weights, per-layer densities by regex (``layer_density``),
-    layers never pruned (``keep_dense``), the layer-collapse guard, and the seed of random scores.
+    (``score``) and allocates (``allocation``) the kept weights, per-layer densities by regex (``layer_density``, for
+    one pruning event) or per-layer fractions pruned each round (``layer_fractions``, IMP's), layers never pruned
+    (``keep_dense``), the layer-collapse guard, and the seed of random scores.
 
     >>> spec = PruningSpec(allocation="layerwise", keep_dense=r"^1\\.")
     >>> net = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 2))
@@ -42,31 +44,38 @@ class PruningSpec:
     exclude: str | None = None
     types: Sequence[str] = DEFAULT_TYPES
     seed: int = 0
-    layer_density_arg: str = "layer_density"  # how the caller names layer_density in its own arguments
+    layer_fractions: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_score(self.score)
         check_allocation(self.allocation)
         types = check_selection(self.include, self.exclude, self.types, self.keep_dense)
-        if not isinstance(self.layer_density, Mapping):
-            raise ValueError(f"{self.layer_density_arg}={self.layer_density!r} is not allowed; expected"
-                             " {regex: density}.")
-        for pattern, value in self.layer_density.items():
-            check_regex(f"{self.layer_density_arg} key", pattern)
-            check_density(f"{self.layer_density_arg}[{pattern!r}]", value)
+        for arg, check in (("layer_density", check_density), ("layer_fractions", check_fraction)):
+            rule = getattr(self, arg)
+            if not isinstance(rule, Mapping):
+                raise ValueError(f"{arg}={rule!r} is not allowed; expected {{regex: {arg.removeprefix('layer_')}}}.")
+            for pattern, value in rule.items():
+                check_regex(f"{arg} key", pattern)
+                check(f"{arg}[{pattern!r}]", value)
+            object.__setattr__(self, arg, dict(rule))
+        if self.layer_density and self.layer_fractions:
+            raise ValueError("layer_density and layer_fractions are both given: a layer gets a density (one pruning"
+                             " event) or a fraction pruned per round (IMP), not both.")
         check_seed("seed", self.seed)
         check_bool("allow_layer_collapse", self.allow_layer_collapse)
         object.__setattr__(self, "types", types)
-        object.__setattr__(self, "layer_density", dict(self.layer_density))
 
     def resolve(self, module: nn.Module) -> tuple[list[str], dict[str, float]]:
-        """The prunable parameter names of ``module`` and ``layer_density`` by name; ``ValueError`` if a regex matches
-        nothing, or ``keep_dense`` leaves nothing to prune."""
+        """The prunable parameter names of ``module`` and the per-layer rule (``layer_density`` or
+        ``layer_fractions``) by name; ``ValueError`` if a regex matches nothing, or ``keep_dense`` leaves nothing to
+        prune."""
         _check_materialized(module)
         names = select_parameters(module, include=self.include, exclude=self.exclude, types=self.types)
+        arg, rule = ("layer_fractions", self.layer_fractions) if self.layer_fractions else ("layer_density",
+                                                                                          self.layer_density)
         by_name: dict[str, float] = {}
-        for pattern, value in self.layer_density.items():
-            by_name.update(dict.fromkeys(match_parameters(pattern, names, f"{self.layer_density_arg} key"), value))
+        for pattern, value in rule.items():
+            by_name.update(dict.fromkeys(match_parameters(pattern, names, f"{arg} key"), value))
         if self.keep_dense is not None:
             dense = match_parameters(self.keep_dense, names, "keep_dense")
             if len(dense) == len(names):
@@ -74,14 +83,24 @@ class PruningSpec:
                                  " would be pruned. Narrow it, or choose the prunable parameters with include/exclude.")
             both = sorted(set(dense) & set(by_name))
             if both:
-                raise ValueError(f"{self.layer_density_arg} and keep_dense={self.keep_dense!r} both name {both}:"
+                raise ValueError(f"{arg} and keep_dense={self.keep_dense!r} both name {both}:"
                                  " give each layer one rule.")
         return names, by_name
 
-    def prune(self, context: ScoreContext, density: float, layer_density: Mapping[str, float] | None = None) -> Masks:
-        """One pruning event to ``density`` (``layer_density`` by name overrides it per layer)."""
+    def prune(self, context: ScoreContext, density: float, layer_density: Mapping[str, float] | None = None,
+              notes: dict[str, Any] | None = None) -> Masks:
+        """One pruning event to ``density`` (``layer_density`` by name overrides it per layer); ``notes`` receives the
+        layers whose scores could not rank their weights (see :func:`~lt_lightning.pruning.prune`)."""
         return prune(context, density, score=self.score, allocation=self.allocation, layer_density=layer_density,
-                     keep_dense=self.keep_dense, allow_layer_collapse=self.allow_layer_collapse)
+                     keep_dense=self.keep_dense, allow_layer_collapse=self.allow_layer_collapse, notes=notes)
+
+    def prune_iteratively(self, context: ScoreContext, densities: Sequence[float],
+                          layer_density: Mapping[str, float] | None = None, **kwargs: Any) -> Masks:
+        """Pruning events to each of ``densities`` in turn, each scoring the network the previous one masked (an
+        iterative schedule, e.g. SynFlow's); ``kwargs`` go to :func:`~lt_lightning.pruning.prune`."""
+        return prune_iteratively(context, densities, score=self.score, allocation=self.allocation,
+                                 layer_density=layer_density, keep_dense=self.keep_dense,
+                                 allow_layer_collapse=self.allow_layer_collapse, **kwargs)
 
     def dense_names(self, names: Sequence[str]) -> list[str]:
         """The prunable names that ``keep_dense`` keeps dense."""
