@@ -159,3 +159,17 @@ def test_plan_branches_refuses_seeds_that_are_not_integers(run_dir, seed):
 
     with pytest.raises(ValueError, match=rf"seed {seed!r} is not allowed; seeds are integers in \[0, 2\*\*32\)"):
         plan_branches(run_dir, ["reinit"], seeds=[3, seed])
+
+
+@pytest.mark.parametrize("launcher", [["--launcher", "processes", "--workers", "2"],
+                                      ["--launcher", "submitit", "--cluster", "local"]])
+def test_other_launchers_train_the_same_branches_as_local(run_dir, tmp_path, capsys, launcher):
+    argv = ["--control", "reinit", "--rounds", "2", "--seeds", "1", "2"]
+    here, there = _copy(run_dir, tmp_path / "local"), _copy(run_dir, tmp_path / "other")
+    assert _main(["branch", str(here), *argv]) == 0
+    assert _main(["branch", str(there), *argv, *launcher]) == 0
+    for seed in (1, 2):
+        folder = os.path.join("branches", "reinit", "round_02", f"seed_{seed}", "result.json")
+        a, b = read_result(here / folder)[0], read_result(there / folder)[0]
+        assert a.train_steps == b.train_steps == 20
+        assert b.final["val_acc"] == pytest.approx(a.final["val_acc"], abs=0.02)  # one torch thread there
