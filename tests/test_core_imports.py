@@ -8,7 +8,7 @@ import pytest
 CORE = ["lt_lightning", "lt_lightning.registry", "lt_lightning.masks", "lt_lightning.step", "lt_lightning.state", "lt_lightning.ticket",
         "lt_lightning.records", "lt_lightning.layout", "lt_lightning.timeline", "lt_lightning.files", "lt_lightning.pruning",
         "lt_lightning.pruning.spec", "lt_lightning.controls", "lt_lightning.supermask", "lt_lightning.analysis",
-        "lt_lightning.reporting.aggregate", "lt_lightning.dynamic"]
+        "lt_lightning.reporting.aggregate", "lt_lightning.dynamic", "lt_lightning.export"]
 
 
 def test_core_modules_do_not_import_lightning():
