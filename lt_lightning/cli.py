@@ -97,7 +97,13 @@ def _condense(message: str) -> str:
 
 
 def lightning_cli(args: Sequence[str] | None = None) -> LTLightningCLI:
-    """Run a LightningCLI sub-command (``fit``, ...) on ``args`` (default: the command line)."""
+    """Run a LightningCLI sub-command (``fit``, ...) on ``args`` (default: the command line).
+
+    The working folder goes first on ``sys.path``, as ``python script.py`` would put the script's: a config may name
+    ``class_path: mymod.MyNet`` for a ``mymod.py`` beside it (a console script alone does not see that folder).
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     return LTLightningCLI(
         pl.LightningModule,
         None,  # any LightningDataModule by class path, or none: a module may bring its own dataloaders

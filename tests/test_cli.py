@@ -182,3 +182,19 @@ def test_fit_runs_a_module_that_brings_its_own_dataloaders(tmp_path, monkeypatch
     assert main(["fit", "--config", str(config)]) == 0
     history = read_history(tmp_path / "out" / "imp_history.json")
     assert [h.round for h in history] == [0, 1] and history[1].density == pytest.approx(0.8, abs=1e-2)
+
+
+def test_console_script_finds_a_module_in_the_working_folder(tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "lt-lightning")
+    if not os.path.exists(script):
+        pytest.skip("lt-lightning is not installed in this environment")
+    with open(os.path.join(os.path.dirname(__file__), "own_loaders.py")) as f:
+        (tmp_path / "mymod.py").write_text(f.read())
+    (tmp_path / "my.yaml").write_text(
+        "trainer:\n  max_steps: 2\n  logger: false\n  enable_checkpointing: false\n  enable_progress_bar: false\n"
+        "model:\n  class_path: mymod.OwnLoaders\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([script, "fit", "--config", "my.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
