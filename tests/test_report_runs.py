@@ -121,3 +121,15 @@ def test_wandb_without_anything_to_compare(runs, tmp_path, capsys):
     err = _fails(["report", str(pristine), "--wandb-project", "lt-test"], capsys)
     assert "--wandb-project logs the verdicts against controls, and this run has no branches" in err
     assert not (pristine / "report").exists()
+
+
+def test_one_run_twice_is_not_two_seeds(runs, tmp_path, capsys):
+    import shutil
+
+    err = _fails(["report", runs[0], runs[0], "--out", str(tmp_path / "r")], capsys)
+    assert f"run folder {runs[0]!r} is given twice (also as {runs[0]!r})" in err
+    copy = tmp_path / "copy"
+    shutil.copytree(runs[0], copy)
+    err = _fails(["report", runs[0], str(copy), runs[1], "--out", str(tmp_path / "r")], capsys)
+    assert f"runs with the same seed are one seed, not several (seed_everything 0: [{runs[0]!r}, {str(copy)!r}])" in err
+    assert not (tmp_path / "r").exists()

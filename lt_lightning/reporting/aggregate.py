@@ -81,8 +81,30 @@ def read_runs(paths: Sequence[str | os.PathLike]) -> list[Run]:
                 config = yaml.safe_load(f)
         runs.append(Run(path, history, config, read_branches(path)))
     if len(runs) > 1:
+        check_distinct_runs(runs)
         check_same_experiment(runs)
     return runs
+
+
+def check_distinct_runs(runs: Sequence[Run]) -> None:
+    """``ValueError`` when one folder is given twice or two runs have the same ``seed_everything``: each run counts
+    as one seed, so a repeated one would give intervals, p-values and verdicts from fewer runs than they claim."""
+    folders: dict[str, str] = {}
+    for run in runs:
+        seen = folders.get(os.path.realpath(run.path))
+        folders[os.path.realpath(run.path)] = run.path
+        if seen is not None:
+            raise ValueError(f"run folder {run.path!r} is given twice (also as {seen!r}): each run counts as one"
+                             " seed; pass each run once.")
+    by_seed: dict[Any, list[str]] = {}
+    for run in runs:
+        if run.seed is not None:
+            by_seed.setdefault(run.seed, []).append(run.path)
+    repeated = {seed: paths for seed, paths in by_seed.items() if len(paths) > 1}
+    if repeated:
+        shown = "; ".join(f"seed_everything {seed!r}: {paths}" for seed, paths in repeated.items())
+        raise ValueError(f"runs with the same seed are one seed, not several ({shown}): copies of one run would"
+                         " give zero-width intervals; pass one run per seed.")
 
 
 def read_branches(run_dir: str | os.PathLike) -> dict[str, dict[int, list[RoundRecord]]]:
