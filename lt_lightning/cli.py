@@ -219,14 +219,19 @@ def _config_files(args: Sequence[str]) -> list[str]:
 
 
 def report(run_dirs: str | Sequence[str], out: str | None = None, metric: str | None = None,
-           eps: float = 0.002, wandb_project: str | None = None) -> list[str]:
-    """Write the plots and ``report.md`` into ``out``; return the paths written. One run: its rounds (default
+           eps: float = 0.002, wandb_project: str | None = None, overwrite: bool = False) -> list[str]:
+    """Write the plots and ``report.md`` into ``out``; return the paths written. A ``report.md`` already in an
+    ``out`` given is kept (``FileExistsError``) unless ``overwrite``; the default ``out`` is the report's own folder,
+    rewritten each time. One run: its rounds (default
     ``out``: ``RUN_DIR/report``), and the verdicts against the controls of its tickets if it has branches. Several
     runs (seeds of one experiment): the verdicts per density over them (default ``out``: ``report/`` in their
     common folder). With ``wandb_project``, the verdicts also go to a new W&B run of that project. SupermaskCallback
     runs (a supermask ticket, no IMP history): the final accuracy of each against its density, grouped by method
     (:mod:`lt_lightning.reporting.supermask`)."""
     run_dirs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
+    if out is not None and not overwrite and os.path.exists(os.path.join(out, "report.md")):
+        raise FileExistsError(f"{os.path.join(out, 'report.md')!r} exists and would be overwritten: pass --overwrite"
+                              " (overwrite=True) to replace it, or choose another --out.")
     if len(run_dirs) == 1 and read_lmc(run_dirs[0]) is not None:  # an instability analysis or rewind search
         return write_lmc_report(run_dirs[0], out)
     if any(is_supermask_run(d) for d in run_dirs):  # SupermaskCallback runs: accuracy against density
@@ -330,6 +335,8 @@ def _parser() -> argparse.ArgumentParser:
                       " for SupermaskCallback runs, tickets/supermask.pt and a CSVLogger's metrics.csv)")
     runs.add_argument("--out", help=f"folder for the report (default: RUN_DIR/{REPORT_DIR}, or {REPORT_DIR}/ in the"
                       " RUN_DIRs' common folder)")
+    runs.add_argument("--overwrite", action="store_true", help="replace a report.md already in --out (default:"
+                      " refuse)")
     runs.add_argument("--wandb-project", metavar="PROJECT", help="also log the verdicts table and plot to a new W&B"
                       " run of PROJECT (WANDB_MODE=offline works)")
     runs.add_argument("--eps", type=float, default=0.002, help="matching margin from dense, in the metric's units"
@@ -400,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "report":
-            for path in report(args.run_dir, args.out, args.metric, args.eps, args.wandb_project):
+            for path in report(args.run_dir, args.out, args.metric, args.eps, args.wandb_project, args.overwrite):
                 print(path)
         elif args.command == "branch":
             _branch(args)

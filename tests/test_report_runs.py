@@ -133,3 +133,12 @@ def test_one_run_twice_is_not_two_seeds(runs, tmp_path, capsys):
     err = _fails(["report", runs[0], str(copy), runs[1], "--out", str(tmp_path / "r")], capsys)
     assert f"runs with the same seed are one seed, not several (seed_everything 0: [{runs[0]!r}, {str(copy)!r}])" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_an_existing_report_is_kept_unless_overwrite(runs, tmp_path, capsys):
+    (tmp_path / "report.md").write_text("my notes")
+    err = _fails(["report", runs[1], "--out", str(tmp_path)], capsys)
+    assert f"{str(tmp_path / 'report.md')!r} exists and would be overwritten: pass --overwrite" in err
+    assert (tmp_path / "report.md").read_text() == "my notes" and os.listdir(tmp_path) == ["report.md"]
+    assert _main(["report", runs[1], "--out", str(tmp_path), "--overwrite"]) == 0
+    assert (tmp_path / "report.md").read_text().startswith("# IMP run ")
