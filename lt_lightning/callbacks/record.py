@@ -9,6 +9,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from lt_lightning.callbacks import _trainer as lt_trainer
@@ -74,6 +75,9 @@ class RecordCallback(Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         lt_trainer.release_loops(trainer, pl_module)
         self.tracker.observe(_scalars(trainer.callback_metrics), trainer.global_step)  # train metrics too
+        if self.monitor not in self.tracker.final:
+            rank_zero_warn(f"lt-lightning: monitor={self.monitor!r} was never logged in this training, so best_step"
+                           f" stays empty; logged metrics: {sorted(self.tracker.final)}. Set RecordCallback(monitor=...).")
         masking = [c for c in trainer.callbacks if isinstance(c, BaseMaskingCallback) and c.masks is not None]
         masks = masking[0].masks if masking else None
         metadata: dict[str, Any] = {}

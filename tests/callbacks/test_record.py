@@ -56,6 +56,14 @@ def test_a_dense_training_has_density_one(tmp_path, datamodule):
     assert saved.monitor == "val_loss" and saved.best_step == 22 and saved.train_steps == 22
 
 
+def test_a_monitor_never_logged_is_warned_about(tmp_path, datamodule):
+    record = RecordCallback(str(tmp_path / "r.json"), monitor="val_accuracy", mode="max")
+    with pytest.warns(UserWarning, match=r"monitor='val_accuracy' was never logged in this training, so best_step"
+                                         r" stays empty; logged metrics: \[.*'val_acc'.*\]\. Set RecordCallback"):
+        make_trainer(tmp_path, [record], max_steps=5, logger=False).fit(digits_model(), datamodule)
+    assert read_result(tmp_path / "r.json")[0].best_step is None
+
+
 def test_refused_next_to_imp_and_bad_arguments(tmp_path, datamodule):
     trainer = make_trainer(tmp_path, [IMPCallback(rounds=1), RecordCallback(str(tmp_path / "r.json"))], logger=False)
     with pytest.raises(ValueError, match="this Trainer has an IMPCallback, which records its rounds"):
