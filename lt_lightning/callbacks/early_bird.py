@@ -118,6 +118,12 @@ class EarlyBirdCallback(Callback):
         if self.every.epochs and per_epoch == math.inf:
             raise ValueError(f"every={str(self.every)!r} counts epochs, but the train loader has no length; use 'Nit'.")
         self._every = self.every.to_steps(int(per_epoch) if self.every.epochs else 1)
+        total = trainer.estimated_stepping_batches  # infinite while another callback still sets the fit's length
+        if total != math.inf and total // self._every < self.window + 1:
+            raise ValueError(f"every={str(self.every)!r} ({self._every} steps) checks the masks {int(total // self._every)}"
+                             f" times in this fit of {int(total)} steps, but window={self.window} needs"
+                             f" {self.window + 1} checks to draw a ticket: allowed every <= {int(total) // (self.window + 1)}"
+                             " steps, or a smaller window.")
         if self._initial is None:
             if trainer.global_step > 0:
                 raise ValueError(f"EarlyBirdCallback draws its ticket on the weights of step 0, but this fit resumes at"

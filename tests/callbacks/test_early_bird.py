@@ -4,6 +4,7 @@ ends there), not drawn when they keep changing."""
 import copy
 import os
 
+import pytest
 import torch
 from conftest import digits_model, make_trainer
 from test_rigl import NAMES
@@ -58,3 +59,16 @@ def test_it_stops_looking_once_a_masking_callback_prunes_the_network(tmp_path, d
     make_trainer(tmp_path, [early_bird, imp], max_steps=20).fit(digits_model(optimizer="sgd", lr=0.5), datamodule)
     # Round 0 (dense) is checked at steps 5, 10, 15, 20; round 1 (steps 20-40, pruned) is not.
     assert len(early_bird.distances) == 3 and early_bird.ticket is None and len(imp.history) == 2
+
+
+@pytest.mark.parametrize("every, window", [("3ep", 1), (20, 3)])
+def test_checks_that_cannot_draw_a_ticket_in_the_fit_are_refused_before_training(tmp_path, datamodule, every, window):
+    # 2 epochs of 22 steps: "3ep" never checks, every 20 steps checks twice where window=3 needs 4 checks.
+    early_bird = EarlyBirdCallback(density=0.2, window=window, every=every)
+    model = digits_model(optimizer="sgd", lr=0.1)
+    initial = copy.deepcopy(model.state_dict())
+    trainer = make_trainer(tmp_path, [early_bird])
+    with pytest.raises(ValueError, match=rf"every='{every}(it)?' .* needs {window + 1} checks .* allowed every <= "):
+        trainer.fit(model, datamodule)
+    assert trainer.global_step == 0
+    assert all(torch.equal(v, initial[k]) for k, v in model.state_dict().items())
