@@ -19,17 +19,22 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
+import yaml
 from jsonargparse import ArgumentError
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
 import lt_lightning.zoo  # noqa: F401  # so that configs may name zoo classes by their short names too
+from lt_lightning import export
 from lt_lightning.analysis import mask_similarity
 from lt_lightning.experiments import branch, lmc
+from lt_lightning.experiments.configs import config_class, quiet_lightning
 from lt_lightning.experiments.emit import EMITS, emit
 from lt_lightning.experiments.launchers import LAUNCHERS, Launcher, make_launcher
 from lt_lightning.reporting.aggregate import aggregate, markdown_verdicts, read_runs
@@ -383,12 +388,65 @@ def _parser() -> argparse.ArgumentParser:
     tickets = commands.add_parser("ticket", help="ticket files").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     tickets.add_parser("inspect", help="print a ticket's densities and metadata").add_argument("file", metavar="FILE")
+    out = tickets.add_parser(
+        "export", help="a ticket as a plain module, sparse where measured faster; print what it saves",
+        description="Export TICKET (a ticket of the module built from --config or --module) to --out: each prunable"
+                    " layer sparse where measured faster than dense at every --batch-sizes (or --force-sparse),"
+                    " weights packed; prints sizes and latencies against dense. Load it with"
+                    " lt_lightning.export.load_exported.")
+    out.add_argument("file", metavar="TICKET")
+    built = out.add_mutually_exclusive_group(required=True)
+    built.add_argument("--config", help="a LightningCLI config that builds the ticket's model (a run's config.yaml)")
+    built.add_argument("--module", metavar="CLASS_PATH", help="an nn.Module class built with its defaults")
+    out.add_argument("--out", required=True, metavar="FILE", help="the exported file (must not exist)")
+    out.add_argument("--dtype", choices=list(export.DTYPES), default="float32", help="stored values")
+    out.add_argument("--batch-sizes", nargs="+", type=int, default=list(export.BATCH_SIZES), metavar="B",
+                     help="batch sizes measured (default: %(default)s)")
+    out.add_argument("--force-sparse", action="store_true", help="swap every layer with a sparse form, even slower")
     similar = tickets.add_parser("compare", help="IoU of two tickets' masks, per layer and overall",
                                  description="How alike two tickets' masks are: per layer and over all prunable"
                                              " weights, the IoU of the kept weights, next to the IoU two random"
                                              " masks of the same densities would have.")
     similar.add_argument("files", metavar="FILE", nargs=2, help="two ticket files of one architecture")
     return parser
+
+
+def _export_module(config: str | None, class_path: str | None) -> torch.nn.Module:
+    """The module a ticket is exported from: the model of a LightningCLI config (a run's ``config.yaml``), built
+    without running anything, or a class built with its defaults."""
+    if config is not None:
+        with open(config) as f:
+            spec = yaml.safe_load(f)
+        if not isinstance(spec, dict) or "model" not in spec:
+            raise ValueError(f"--config {config!r} has no model: section (a LightningCLI config, e.g. a run's"
+                             " config.yaml).")
+        # Only the model: a run's saved config also holds fit's own arguments (ckpt_path), its data and callbacks.
+        args = {"model": spec["model"], "trainer": {"logger": False, "enable_checkpointing": False}}
+        with warnings.catch_warnings(), quiet_lightning():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            return LTLightningCLI(pl.LightningModule, None, subclass_mode_model=True, args=args, run=False,
+                                  parser_kwargs={"prog": "lt-lightning", "exit_on_error": False}).model
+    cls = config_class({"class_path": class_path})
+    if cls is None or not issubclass(cls, torch.nn.Module):
+        raise ValueError(f"--module {class_path!r} is not an importable nn.Module class (e.g."
+                         " lt_lightning.zoo.LeNet300100).")
+    return cls()
+
+
+def export_command(args: argparse.Namespace) -> str:
+    """``ticket export``: export the ticket, write it atomically to ``--out`` (never over an existing file), and
+    return the report's table and statement."""
+    from lt_lightning.supermask.binary import read_ticket
+
+    if os.path.exists(args.out):
+        raise ValueError(f"--out {args.out!r} exists: give a new path (an export is never written over a file).")
+    ticket, binary = read_ticket(args.file)
+    module = _export_module(args.config, args.module)
+    exported, report = export.export_ticket(module, ticket, submodule=export.lightning_network(module),
+                                            batch_sizes=args.batch_sizes, dtype=args.dtype,
+                                            force_sparse=args.force_sparse, binary=binary)
+    export.save_exported(exported, report, args.out)
+    return f"{report.table()}\n{report.statement()}\nwritten: {args.out}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -415,6 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _lmc(args)
         elif args.action == "compare":
             print(compare_tickets(*args.files))
+        elif args.action == "export":
+            print(export_command(args))
         else:
             print(inspect_ticket(args.file))
     except (OSError, ValueError, ImportError, RuntimeError) as err:

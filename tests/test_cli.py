@@ -198,3 +198,44 @@ def test_console_script_finds_a_module_in_the_working_folder(tmp_path):
     done = subprocess.run([script, "fit", "--config", "my.yaml"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_ticket_export_of_an_imp_ticket_equals_the_masked_dense_model(run_dir, tmp_path, capsys):
+    from lt_lightning.export import TOLERANCE, load_exported, read_export_report
+    from lt_lightning.ticket import load_ticket
+    from lt_lightning.zoo import Classifier
+
+    ticket_path, out = _history(run_dir)[2]["ticket"], tmp_path / "exported.pt"
+    argv = ["ticket", "export", ticket_path, "--config", os.path.join(run_dir, "config.yaml"), "--out", str(out),
+            "--batch-sizes", "1", "8", "--force-sparse"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    report = read_export_report(out)
+    assert report.table() in printed and report.statement() in printed and f"written: {out}" in printed
+    assert all(layer.swapped for layer in report.layers) and report.batch_sizes == [1, 8]
+    masked = Classifier(model="mlp", model_kwargs={"in_features": 64, "hidden": [32, 16], "num_classes": 10})
+    load_ticket(ticket_path).apply(masked)
+    exported = load_exported(out)
+    assert any(type(m).__name__ == "SparseLinear" for m in exported.modules())
+    x = torch.randn(7, 64)
+    with torch.inference_mode():
+        assert torch.allclose(exported(x), masked.model.eval()(x), atol=TOLERANCE, rtol=TOLERANCE)
+    # Never over an existing file: the export there is left as it was.
+    before = out.read_bytes()
+    assert "exists" in _fails(argv, capsys, 1) and out.read_bytes() == before
+
+
+def test_ticket_export_of_another_architecture_writes_nothing(run_dir, tmp_path, capsys):
+    with open(os.path.join(run_dir, "config.yaml")) as f:
+        config = f.read()
+    assert "- 32\n" in config
+    other = tmp_path / "other.yaml"
+    other.write_text(config.replace("- 32\n", "- 24\n", 1))  # same layer names, other shapes
+    out = tmp_path / "exported.pt"
+    err = _fails(["ticket", "export", _history(run_dir)[2]["ticket"], "--config", str(other), "--out", str(out)],
+                 capsys, 1)
+    assert err.startswith("lt-lightning ticket: error: ") and "shape" in err
+    assert not out.exists() and os.listdir(tmp_path) == ["other.yaml"]
+    err = _fails(["ticket", "export", _history(run_dir)[2]["ticket"], "--module", "lt_lightning.zoo.Nope",
+                  "--out", str(out)], capsys, 1)
+    assert "--module 'lt_lightning.zoo.Nope' is not an importable nn.Module class" in err and not out.exists()
