@@ -6,6 +6,8 @@
   for SupermaskCallback runs, accuracy against density.
 - ``lt-lightning ticket inspect FILE``: a ticket's densities (global and per layer) and metadata.
 - ``lt-lightning ticket compare A B``: how alike two tickets' masks are (IoU per layer and overall).
+- ``lt-lightning ticket export TICKET --config RUN/config.yaml --out FILE``: the ticket as a plain module, sparse
+  where measured faster, and what it saves (:mod:`lt_lightning.export`).
 - ``lt-lightning branch RUN_DIR``: controls of an IMP run's tickets, each a plain ``fit``
   (:mod:`lt_lightning.experiments.branch`).
 - ``lt-lightning instability --config FILE.yaml`` and ``lt-lightning rewind-search --config FILE.yaml --steps ...``:
