@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lt_lightning.callbacks._trainer import (
@@ -117,6 +117,12 @@ class SupermaskCallback(BaseMaskingCallback):
                                   scale_fan=scale_fan, basis=basis, include=include, exclude=exclude, types=types,
                                   seed=seed)
         check_bool("binary_activations", binary_activations)
+        if binary_activations and method == "edge_popup":
+            # MPT-1/1 binarizes weights and activations; sign activations over real-valued kept weights is no
+            # published method, so say what was combined rather than run it without a word.
+            rank_zero_warn("binary_activations=True with method='edge_popup' keeps real-valued weights under sign"
+                           " activations, which no paper's recipe does: MPT-1/1 is method='biprop' with"
+                           " binary_activations=True.", category=UserWarning)
         check_int("progressive_epochs", progressive_epochs)
         if dirpath is not None and not isinstance(dirpath, str):
             raise ValueError(f"dirpath={dirpath!r} is not allowed; expected a folder path or None.")

@@ -5,6 +5,7 @@ import csv
 import os
 import subprocess
 import sys
+import warnings
 
 import lightning.pytorch as pl
 import pytest
@@ -333,3 +334,11 @@ def test_imp_prunes_and_rewinds_coefficients_in_the_dct_basis(tmp_path, datamodu
         assert bool((BASES["dct"](weight, False)[~mask].abs() < 1e-5).all())  # pruned coefficients stay zero
     export_weights(model)
     assert {n for n, _ in model.named_parameters() if n.endswith("weight")} == set(LAYERS)
+
+
+def test_binary_activations_with_edge_popup_is_named_as_no_papers_recipe():
+    with pytest.warns(UserWarning, match="MPT-1/1 is method='biprop' with binary_activations=True"):
+        SupermaskCallback(density=0.5, method="edge_popup", binary_activations=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SupermaskCallback(density=0.5, method="biprop", binary_activations=True)
