@@ -39,6 +39,7 @@ from lt_lightning.experiments import branch, lmc
 from lt_lightning.experiments.configs import config_class, quiet_lightning
 from lt_lightning.experiments.emit import EMITS, emit
 from lt_lightning.experiments.launchers import LAUNCHERS, Launcher, make_launcher
+from lt_lightning.layout import REPORT_DIR, REPORT_PAGE
 from lt_lightning.reporting.aggregate import aggregate, markdown_verdicts, read_runs
 from lt_lightning.reporting.lmc import read_lmc, write_lmc_report
 from lt_lightning.reporting.summary import HISTORY_FILE, accuracy_metric, markdown_report
@@ -46,7 +47,6 @@ from lt_lightning.reporting.supermask import is_supermask_run, write_supermask_r
 from lt_lightning.ticket import load_ticket
 
 _LIGHTNING = ("fit", "validate", "test", "predict")
-REPORT_DIR = "report"
 
 
 class ConfigError(ValueError):
@@ -236,8 +236,8 @@ def report(run_dirs: str | Sequence[str], out: str | None = None, metric: str | 
     runs (a supermask ticket, no IMP history): the final accuracy of each against its density, grouped by method
     (:mod:`lt_lightning.reporting.supermask`)."""
     run_dirs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
-    if out is not None and not overwrite and os.path.exists(os.path.join(out, "report.md")):
-        raise FileExistsError(f"{os.path.join(out, 'report.md')!r} exists and would be overwritten: pass --overwrite"
+    if out is not None and not overwrite and os.path.exists(os.path.join(out, REPORT_PAGE)):
+        raise FileExistsError(f"{os.path.join(out, REPORT_PAGE)!r} exists and would be overwritten: pass --overwrite"
                               " (overwrite=True) to replace it, or choose another --out.")
     if len(run_dirs) == 1 and read_lmc(run_dirs[0]) is not None:  # an instability analysis or rewind search
         return write_lmc_report(run_dirs[0], out)
@@ -264,7 +264,7 @@ def report(run_dirs: str | Sequence[str], out: str | None = None, metric: str | 
                           " pip install matplotlib") from err
     images = write_plots(history, out, metric) if len(runs) == 1 else []
     compared = [write_verdict_plot(verdicts, out)] if verdicts is not None else []
-    page = os.path.join(out, "report.md")
+    page = os.path.join(out, REPORT_PAGE)
     if len(runs) == 1:
         text = markdown_report(history, f"IMP run {os.path.abspath(run_dirs[0])}", metric,
                                [os.path.relpath(p, out) for p in images])
