@@ -8,6 +8,8 @@
 - ``lt-lightning ticket compare A B``: how alike two tickets' masks are (IoU per layer and overall).
 - ``lt-lightning ticket export TICKET --config RUN/config.yaml --out FILE``: the ticket as a plain module, sparse
   where measured faster, and what it saves (:mod:`lt_lightning.export`).
+- ``lt-lightning experiment --config FILE.yaml --seeds 0 1 2``: IMP per seed, the controls of every run's tickets
+  and the report across seeds, through a launcher (:mod:`lt_lightning.experiments.experiment`).
 - ``lt-lightning branch RUN_DIR``: controls of an IMP run's tickets, each a plain ``fit``
   (:mod:`lt_lightning.experiments.branch`).
 - ``lt-lightning instability --config FILE.yaml`` and ``lt-lightning rewind-search --config FILE.yaml --steps ...``:
@@ -35,12 +37,13 @@ from typing_extensions import override
 import lt_lightning.zoo  # noqa: F401  # so that configs may name zoo classes by their short names too
 from lt_lightning import export
 from lt_lightning.analysis import mask_similarity
-from lt_lightning.experiments import branch, lmc
+from lt_lightning.experiments import branch, experiment, lmc
 from lt_lightning.experiments.configs import config_class, quiet_lightning
 from lt_lightning.experiments.emit import EMITS, emit
 from lt_lightning.experiments.launchers import LAUNCHERS, Launcher, make_launcher
+from lt_lightning.experiments.lock import folder_lock
 from lt_lightning.layout import REPORT_DIR, REPORT_PAGE
-from lt_lightning.reporting.aggregate import aggregate, markdown_verdicts, read_runs
+from lt_lightning.reporting.aggregate import VERDICTS_HEADING, aggregate, markdown_verdicts, read_runs
 from lt_lightning.reporting.lmc import read_lmc, write_lmc_report
 from lt_lightning.reporting.summary import HISTORY_FILE, accuracy_metric, markdown_report
 from lt_lightning.reporting.supermask import is_supermask_run, write_supermask_report
@@ -132,6 +135,43 @@ def _branch(args: argparse.Namespace) -> None:
         _print_dry_run([branch.write_configs(args.run_dir, [b for b in branches if not b.job.done])], args)
     else:
         branch.run_branches(args.run_dir, branches, launcher)
+
+
+def _experiment(args: argparse.Namespace) -> None:
+    """``experiment``: IMP per seed, the controls of every run's tickets, the report across seeds; under the
+    experiment folder's lock."""
+    launcher = None if args.dry_run else _launcher(args)
+    out = experiment.experiment_out(args.config, args.out)
+    with folder_lock(out, f"lt-lightning experiment --config {args.config}"):
+        plan = experiment.plan_experiment(args.config, args.seeds, args.controls, args.rounds, out, LTLightningCLI)
+        print(f"lt-lightning experiment: IMP with seeds {' '.join(map(str, plan.seeds))}, then controls"
+              f" {' '.join(plan.controls)} of their tickets, into {out}", file=sys.stderr)
+        if args.dry_run:
+            imp, controls = experiment.stages(plan)
+            if imp:
+                print("lt-lightning experiment: the controls are planned once the IMP runs are done (they need their"
+                      " tickets): run this command again then.", file=sys.stderr)
+            _print_dry_run([imp, controls], args)
+            return
+        runs = experiment.run_experiment(plan, launcher)
+        report_dir = os.path.join(out, REPORT_DIR)
+        for path in report(runs, report_dir, args.metric, args.eps, overwrite=True):
+            print(path)
+    with open(os.path.join(report_dir, REPORT_PAGE)) as f:
+        print("\n" + verdict_section(f.read()))
+
+
+def verdict_section(page: str) -> str:
+    """The ticket-against-controls section of a ``report.md`` (up to the next section), or the page without one.
+
+    >>> verdict_section("# Run\n## Ticket vs. controls\n| a |\n## Plots\n")
+    '## Ticket vs. controls\n| a |'
+    """
+    start = page.find(VERDICTS_HEADING)
+    if start < 0:
+        return page.strip()
+    end = page.find("\n## ", start + len(VERDICTS_HEADING))
+    return page[start:end if end >= 0 else len(page)].strip()
 
 
 def _launcher(args: argparse.Namespace, section: dict[str, Any] | None = None) -> Launcher:
@@ -349,6 +389,26 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--eps", type=float, default=0.002, help="matching margin from dense, in the metric's units"
                       " (default: 0.002, i.e. 0.2 points of accuracy)")
     runs.add_argument("--metric", help="the accuracy plotted against weights remaining (default: val_acc-like)")
+    whole = commands.add_parser(
+        "experiment", help="the classic figure in one command: IMP per seed, controls of its tickets, the report",
+        description="Run the IMP config once per --seeds into OUT/seed_S/, then train --controls of every chosen"
+                    " round's ticket of every run (seeded 1000 + S), then write the report across the seeds into"
+                    " OUT/report/. Trainings done are not run again: run it again to go on after a failure or a kill"
+                    " (a killed training resumes from its last checkpoint). One command at a time per OUT.")
+    whole.add_argument("--config", required=True, help="a LightningCLI config with an IMPCallback, as for `fit`")
+    whole.add_argument("--seeds", nargs="+", type=_seed, default=[0, 1, 2], metavar="S",
+                       help="seed_everything of each IMP run (default: 0 1 2)")
+    whole.add_argument("--controls", nargs="+", default=list(branch.DEFAULT_CONTROLS), metavar="NAME",
+                       help=f"controls of each ticket (default: {' '.join(branch.DEFAULT_CONTROLS)})")
+    whole.add_argument("--rounds", nargs="+", type=int, metavar="R", help="rounds whose tickets get controls"
+                       " (default: every pruned round)")
+    whole.add_argument("--out", help="the experiment's folder (default: <trainer.default_root_dir or lt_logs>/<the"
+                       " config file's name>)")
+    whole.add_argument("--metric", help="the report's accuracy (default: val_acc-like)")
+    whole.add_argument("--eps", type=float, default=0.002, help="the report's matching margin (default: 0.002)")
+    whole.add_argument("--dry-run", action="store_true", help="write the trainings' configs and print their command"
+                       " lines, stage by stage, instead of running them")
+    _launcher_arguments(whole)
     branches = commands.add_parser(
         "branch", help="train controls of an IMP run's tickets, each a plain `lt-lightning fit`",
         description="Train controls of the tickets of the IMP run in RUN_DIR with its Trainer, model and data"
@@ -469,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             for path in report(args.run_dir, args.out, args.metric, args.eps, args.wandb_project, args.overwrite):
                 print(path)
+        elif args.command == "experiment":
+            _experiment(args)
         elif args.command == "branch":
             _branch(args)
         elif args.command in ("instability", "rewind-search"):

@@ -14,7 +14,8 @@ A *job folder* (one training of an experiment) holds its config, ``job.log`` (it
 launcher), ``resume/last.ckpt`` while it runs, ``.job-started`` from its start to its successful end (a killed job
 leaves it, so it is not taken as done) and ``job-error.txt`` when it failed. An analysis folder holds
 ``instability.json`` or ``rewind_search.json``; an experiment folder holds ``.lt-lightning.lock`` while a command
-works in it.
+works in it. ``lt-lightning experiment`` leaves one run folder per seed, ``OUT/seed_S/`` (its ``config.yaml`` the
+training's own, Lightning's logs and saved config in ``logs/``), and ``OUT/report/``.
 
 >>> run = RunLayout("runs/v0")
 >>> run.ticket(3), run.branch("reinit", 2, 7)
@@ -49,6 +50,7 @@ JOB_STARTED = ".job-started"
 RESUME_DIR = "resume"
 RESUME_CHECKPOINT = "last.ckpt"
 LOCK_FILE = ".lt-lightning.lock"
+LOGS_DIR = "logs"
 
 
 def ticket_name(round_: int) -> str:
@@ -118,6 +120,15 @@ class RunLayout:
         from lt_lightning.ticket import load_ticket
 
         return load_ticket(self.ticket(round_))
+
+
+def seed_run(out: str | os.PathLike, seed: int) -> str:
+    """The run folder of seed ``seed`` of an ``lt-lightning experiment`` in ``out``.
+
+    >>> seed_run("lt_logs/demo", 2)
+    'lt_logs/demo/seed_2'
+    """
+    return os.path.join(os.fspath(out), f"seed_{seed}")
 
 
 def branch_dir(run_dir: str | os.PathLike, control: str, round_: int, seed: int) -> str:

@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lt_lightning.callbacks import BaseMaskingCallback, IMPCallback, RewindCallback
 from lt_lightning.controls import CONTROLS, init_file
 from lt_lightning.experiments.configs import config_callbacks, config_is, logger_into
-from lt_lightning.experiments.jobs import Job, resumable, run_jobs, write_job
+from lt_lightning.experiments.jobs import Job, is_resume_checkpoint, resumable, run_jobs, write_job
 from lt_lightning.experiments.launchers import Launcher, make_launcher
 from lt_lightning.layout import BRANCH_CONFIG, RESULT_FILE, RUN_CONFIG, RunLayout
 from lt_lightning.records import RoundRecord, load_history, read_result
@@ -138,8 +138,8 @@ def branch_config(run: dict[str, Any], branch: Branch, history: Sequence[RoundRe
     for spec in config_callbacks(config):
         if config_is(spec, IMPCallback):
             modes = (spec.get("init_args") or {}).get("modes")
-        if config_is(spec, (IMPCallback, RewindCallback, BaseMaskingCallback)):
-            continue
+        if config_is(spec, (IMPCallback, RewindCallback, BaseMaskingCallback)) or is_resume_checkpoint(spec):
+            continue  # the run's resume checkpoint is its own; the branch gets one of its own below
         if config_is(spec, ModelCheckpoint) and (spec.get("init_args") or {}).get("dirpath"):
             spec = {**spec, "init_args": {**spec["init_args"], "dirpath": os.path.join(branch.dir, "checkpoints")}}
         callbacks.append(spec)

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from lt_lightning.files import atomic_write_text
-from lt_lightning.layout import RESULT_FILE, JobLayout
+from lt_lightning.layout import RESULT_FILE, RESUME_DIR, JobLayout
 from lt_lightning.records import read_result
 
 #: A resumable job saves ``resume/last.ckpt`` every this many optimizer steps.
@@ -90,6 +90,15 @@ def resumable(config: dict[str, Any], folder: str, every: int = CHECKPOINT_EVERY
                                     "every_n_train_steps": every}})
     trainer["callbacks"] = callbacks
     return out
+
+
+def is_resume_checkpoint(spec: Any) -> bool:
+    """Whether a config's callback entry is the checkpoint :func:`resumable` added: a job's own, never a training
+    derived from its config (a control of an IMP run's tickets)."""
+    args = spec.get("init_args") or {} if isinstance(spec, dict) else {}
+    dirpath = args.get("dirpath")
+    return (isinstance(dirpath, str) and os.path.basename(os.path.normpath(dirpath)) == RESUME_DIR
+            and args.get("save_top_k") == 0 and args.get("save_last") is True)
 
 
 def write_job(job: Job, config: dict[str, Any]) -> None:

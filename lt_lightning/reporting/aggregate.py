@@ -30,6 +30,8 @@ IGNORED_KEYS = re.compile(
     r"|trainer\.logger(\.\d+)?\.init_args\.(save_dir|name|version|id|dir)"
     r"|trainer\.callbacks\.\d+\.init_args\.dirpath)$"
 )
+#: The heading of the verdicts table in a report page.
+VERDICTS_HEADING = "## Ticket vs. controls"
 _BRANCH = re.compile(r"^round_(\d+)$"), re.compile(r"^seed_(\d+)$")
 
 
@@ -264,7 +266,7 @@ def markdown_verdicts(result: Aggregate, title: str | None = None, images: Seque
     lowest = result.lowest_matching_density
     winning = [r["density"] for r in result.rows if r["winning"]]
     seeds = len(result.runs)
-    lines = [f"# {title}" if title else "## Ticket vs. controls", ""]
+    lines = [f"# {title}" if title else VERDICTS_HEADING, ""]
     lines += [f"- runs (seeds): {seeds}: " + ", ".join(f"`{p}`" for p in result.runs),
               f"- metric: final {result.metric} ({'higher' if result.higher_is_better else 'lower'} is better),"
               f" matching within {show(result.eps)}{' points' if result.higher_is_better else ''} of dense,"

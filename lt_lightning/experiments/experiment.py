@@ -1,0 +1,223 @@
+"""The classic lottery-ticket figure as one experiment: what ``lt-lightning experiment`` runs.
+
+From one LightningCLI config with an ``IMPCallback`` (the YAML ``lt-lightning fit --config`` reads), three stages:
+
+1. **IMP, one run per seed**: the config with ``seed_everything: S``, its IMP files in ``OUT/seed_S/`` (the run
+   folder: ``config.yaml``, ``imp_history.json``, ``tickets/``; Lightning's logs in ``OUT/seed_S/logs/``), each
+   a resumable :class:`~lt_lightning.experiments.jobs.Job`;
+2. **controls of every run's tickets** (:mod:`~lt_lightning.experiments.branch`): each chosen round x control,
+   seeded ``1000 + S``, planned once the IMP runs exist;
+3. the report across the seeds (``lt-lightning report``), written by the command.
+
+Every stage goes through a launcher, so the seeds (and then all their controls) train in parallel where the launcher
+allows. A training done is never run again: running the experiment again does only what is missing, and a training
+killed mid-way goes on from its last checkpoint. Everything is checked before the first training: the config builds
+(module, data, Trainer and callbacks), it has an IMPCallback, the seeds, controls and rounds are allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from lt_lightning.callbacks import IMPCallback
+from lt_lightning.controls import CONTROLS
+from lt_lightning.experiments.branch import DEFAULT_CONTROLS, Branch, plan_branches, write_configs
+from lt_lightning.experiments.configs import config_callbacks, config_class, config_is, logger_into, quiet_lightning
+from lt_lightning.experiments.jobs import Job, resumable, run_jobs, write_job
+from lt_lightning.experiments.launchers import Launcher, make_launcher
+from lt_lightning.experiments.lmc import read_config
+from lt_lightning.layout import HISTORY_FILE, LOGS_DIR, RUN_CONFIG, seed_run
+
+#: A run's controls are seeded this much above its own seed (never the run's own seed, distinct across runs).
+CONTROL_SEED_OFFSET = 1000
+_MAX_SEED = 2**32
+# The keys of a fit config that build the module, data and Trainer; the others (ckpt_path) are `fit`'s own.
+_BUILT = ("seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """IMP with ``seeds`` into ``out``, then ``controls`` of the tickets of ``rounds`` (``None``: every pruned
+    round) of each run."""
+
+    out: str
+    seeds: tuple[int, ...]
+    controls: tuple[str, ...]
+    rounds: tuple[int, ...] | None
+
+    @property
+    def runs(self) -> list[str]:
+        """The run folder of each seed, in the order of ``seeds``."""
+        return [seed_run(self.out, seed) for seed in self.seeds]
+
+    def imp_job(self, seed: int) -> Job:
+        folder = seed_run(self.out, seed)
+        return Job(f"IMP seed {seed}", os.path.join(folder, RUN_CONFIG), (os.path.join(folder, HISTORY_FILE),),
+                   kind="IMP", resumable=True)
+
+    @property
+    def imp_jobs(self) -> list[Job]:
+        return [self.imp_job(seed) for seed in self.seeds]
+
+    def control_seed(self, seed: int) -> int:
+        return (seed + CONTROL_SEED_OFFSET) % _MAX_SEED
+
+    def branches(self) -> dict[str, list[Branch]]:
+        """The controls of each run's tickets, by run folder (the IMP runs must be done)."""
+        return {run: plan_branches(run, self.controls, self.rounds, [self.control_seed(seed)])
+                for seed, run in zip(self.seeds, self.runs)}
+
+    def write_branches(self) -> list[Job]:
+        """Write the config of every control not done; return every control's job."""
+        jobs = []
+        for run, branches in self.branches().items():
+            write_configs(run, [b for b in branches if not b.job.done])
+            jobs += [b.job for b in branches]
+        return jobs
+
+
+def plan_experiment(
+    config: str | os.PathLike,
+    seeds: Sequence[int],
+    controls: Sequence[str] = DEFAULT_CONTROLS,
+    rounds: Sequence[int] | None = None,
+    out: str | os.PathLike | None = None,
+    cli: type[LightningCLI] = LightningCLI,
+) -> Experiment:
+    """Check the experiment and write each seed's IMP config (those not done); nothing trains.
+
+    ``out``: :func:`experiment_out`. Errors name the value and what is allowed; a folder holding a finished run of
+    another config is refused.
+    """
+    loaded = read_config(config)
+    if not any(config_is(spec, IMPCallback) for spec in config_callbacks(loaded)):
+        raise ValueError(f"{os.fspath(config)!r} configures no IMPCallback: an experiment runs IMP once per seed; add"
+                         " lt_lightning.IMPCallback (and RewindCallback) to trainer.callbacks.")
+    seeds = _check_seeds(seeds)
+    controls = tuple(dict.fromkeys(controls))
+    if not controls:
+        raise ValueError(f"no controls given; known controls: {sorted(CONTROLS)}.")
+    for control in controls:
+        if control not in CONTROLS:
+            raise ValueError(f"unknown control {control!r}; known controls: {sorted(CONTROLS)}.")
+    rounds = None if rounds is None else tuple(dict.fromkeys(_check_rounds(loaded, rounds)))
+    experiment = Experiment(experiment_out(config, out), seeds, controls, rounds)
+    configs = {seed: imp_config(loaded, seed, seed_run(experiment.out, seed)) for seed in seeds}
+    check_builds(configs[seeds[0]], cli)
+    for seed in seeds:
+        write_job(experiment.imp_job(seed), configs[seed])  # a finished run of another config is refused
+    return experiment
+
+
+def experiment_out(config: str | os.PathLike, out: str | os.PathLike | None = None) -> str:
+    """The experiment's folder: ``out``, or ``<trainer.default_root_dir or lt_logs>/<the config file's name>``.
+
+    >>> os.path.relpath(experiment_out("configs/imp.yaml", "runs/a"))
+    'runs/a'
+    """
+    if out is None:
+        stem = os.path.splitext(os.path.basename(os.fspath(config)))[0]
+        out = os.path.join(read_config(config)["trainer"].get("default_root_dir") or "lt_logs", stem)
+    return os.path.abspath(os.fspath(out))
+
+
+def imp_config(config: dict[str, Any], seed: int, folder: str) -> dict[str, Any]:
+    """One seed's IMP training: ``config`` with ``seed_everything: seed``, IMP's files in ``folder`` and everything
+    Lightning writes (logs, its saved config, checkpoints) below ``folder/logs``, resumable."""
+    out = copy.deepcopy(config)
+    out["seed_everything"] = seed
+    out.pop("ckpt_path", None)
+    trainer = out["trainer"]
+    logs = os.path.join(folder, LOGS_DIR)
+    callbacks = []
+    for spec in config_callbacks(out):
+        if config_is(spec, IMPCallback):
+            spec = {**spec, "init_args": {**(spec.get("init_args") or {}), "dirpath": folder}}
+        elif config_is(spec, ModelCheckpoint) and (spec.get("init_args") or {}).get("dirpath"):
+            spec = {**spec, "init_args": {**spec["init_args"], "dirpath": os.path.join(logs, "checkpoints")}}
+        callbacks.append(spec)
+    trainer["callbacks"] = callbacks
+    trainer["default_root_dir"] = logs
+    trainer["logger"] = _logger_below(trainer.get("logger"), folder, f"seed_{seed}")
+    return resumable(out, folder)
+
+
+def _logger_below(spec: Any, folder: str, name: str) -> Any:
+    """The config's logger(s) writing below ``folder/logs``: never into ``folder`` itself, where Lightning would
+    save its own copy of the config over the run's ``config.yaml``."""
+    if isinstance(spec, list):
+        return [_logger_below(s, folder, name) for s in spec]
+    cls = config_class(spec)
+    if cls is not None and issubclass(cls, (CSVLogger, TensorBoardLogger)):
+        return logger_into(spec, folder, name)  # logs in folder/logs
+    return logger_into(spec, os.path.join(folder, LOGS_DIR), name)
+
+
+def check_builds(config: dict[str, Any], cli: type[LightningCLI]) -> None:
+    """Build the module, data, Trainer and callbacks of ``config`` without training: an unknown key, a class that
+    does not import or a callback argument refused fails here, before any training."""
+    built = {k: v for k, v in config.items() if k in _BUILT}
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "check.yaml")
+        with open(path, "w") as f:
+            yaml.safe_dump(built, f, sort_keys=False)
+        with warnings.catch_warnings(), quiet_lightning():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            cli(pl.LightningModule, None, subclass_mode_model=True, subclass_mode_data=True, args=["--config", path],
+                run=False, save_config_callback=None, parser_kwargs={"exit_on_error": False})
+
+
+def run_experiment(experiment: Experiment, launcher: Launcher | None = None,
+                   echo: Callable[[str], Any] = print) -> list[str]:
+    """Run the IMP seeds not done, then the controls not done, through ``launcher`` (default ``local``); return
+    the run folders. Failures raise :class:`~lt_lightning.experiments.jobs.JobsFailed` once the rest of their stage
+    has run; the controls wait for every IMP run."""
+    launcher = launcher or make_launcher("local")
+    run_jobs(experiment.imp_jobs, launcher, echo)
+    run_jobs(experiment.write_branches(), launcher, echo)
+    return experiment.runs
+
+
+def stages(experiment: Experiment) -> list[list[Job]]:
+    """The trainings not done, stage by stage, for ``--dry-run``: the IMP runs, and the controls once every IMP run
+    is done (their tickets do not exist before)."""
+    imp = [job for job in experiment.imp_jobs if not job.done]
+    if imp:
+        return [imp, []]
+    return [[], [job for job in experiment.write_branches() if not job.done]]
+
+
+def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    if not seeds:
+        raise ValueError("no seeds given: an experiment runs IMP once per seed (e.g. --seeds 0 1 2).")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _MAX_SEED:
+            raise ValueError(f"seed {seed!r} is not allowed; seeds are integers in [0, 2**32).")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {list(seeds)} repeat one: each seed is one run of the experiment; give distinct seeds.")
+    return tuple(seeds)
+
+
+def _check_rounds(config: dict[str, Any], rounds: Sequence[int]) -> list[int]:
+    """The rounds whose tickets get controls, within the IMP config's rounds where the config fixes them."""
+    args = next((spec.get("init_args") or {}) for spec in config_callbacks(config) if config_is(spec, IMPCallback))
+    total = args.get("rounds", 5) if args.get("target_density") is None else None
+    for round_ in rounds:
+        if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 1 or (
+                isinstance(total, int) and round_ > total):
+            allowed = f"1 to {total}" if isinstance(total, int) else "integers >= 1"
+            raise ValueError(f"round {round_!r} is not allowed: controls train pruned rounds' tickets, {allowed}"
+                             " (round 0 is the dense network).")
+    return list(rounds)
