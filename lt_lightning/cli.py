@@ -162,7 +162,7 @@ def _experiment(args: argparse.Namespace) -> None:
 
 
 def verdict_section(page: str) -> str:
-    """The ticket-against-controls section of a ``report.md`` (up to the next section), or the page without one.
+    r"""The ticket-against-controls section of a ``report.md`` (up to the next section), or the page without one.
 
     >>> verdict_section("# Run\n## Ticket vs. controls\n| a |\n## Plots\n")
     '## Ticket vs. controls\n| a |'

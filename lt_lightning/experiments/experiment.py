@@ -38,7 +38,7 @@ from lt_lightning.experiments.configs import config_callbacks, config_class, con
 from lt_lightning.experiments.jobs import Job, resumable, run_jobs, write_job
 from lt_lightning.experiments.launchers import Launcher, make_launcher
 from lt_lightning.experiments.lmc import read_config
-from lt_lightning.layout import HISTORY_FILE, LOGS_DIR, RUN_CONFIG, seed_run
+from lt_lightning.layout import LOGS_DIR, RunLayout, seed_run
 
 #: A run's controls are seeded this much above its own seed (never the run's own seed, distinct across runs).
 CONTROL_SEED_OFFSET = 1000
@@ -64,8 +64,9 @@ class Experiment:
 
     def imp_job(self, seed: int) -> Job:
         folder = seed_run(self.out, seed)
-        return Job(f"IMP seed {seed}", os.path.join(folder, RUN_CONFIG), (os.path.join(folder, HISTORY_FILE),),
-                   kind="IMP", resumable=True)
+        run = RunLayout(folder)
+        return Job(f"IMP seed {seed}", run.config_file, (run.history_file,), kind="IMP", resumable=True,
+                   restart=(run.history_file, run.tickets))
 
     @property
     def imp_jobs(self) -> list[Job]:

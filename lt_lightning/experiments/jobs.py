@@ -13,6 +13,7 @@ import copy
 import math
 import os
 import shlex
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,13 +33,15 @@ CHECKPOINT_EVERY = 100
 class Job:
     """One training: ``lt-lightning fit --config CONFIG`` in the folder of ``config``, done once every file of
     ``outputs`` exists and it is not mid-run (no ``.job-started``). ``kind`` labels its progress lines;
-    ``resumable`` jobs save a checkpoint as they go (:func:`resumable`) and resume from it."""
+    ``resumable`` jobs save a checkpoint as they go (:func:`resumable`) and resume from it; a killed job with no
+    checkpoint to go on from starts over, without the files and folders of ``restart`` its killed attempt wrote."""
 
     name: str
     config: str
     outputs: tuple[str, ...]
     kind: str = "training"
     resumable: bool = False
+    restart: tuple[str, ...] = ()
 
     @property
     def folder(self) -> str:
@@ -113,8 +116,15 @@ def write_job(job: Job, config: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------- running
 def begin(job: Job) -> None:
-    """Mark a job as running (a kill leaves the mark: the job is not done) and clear an earlier failure."""
+    """Mark a job as running (a kill leaves the mark: the job is not done) and clear an earlier failure; a killed
+    attempt that left no checkpoint leaves nothing of ``restart`` either (a fresh start would refuse them)."""
     os.makedirs(job.folder, exist_ok=True)
+    if os.path.exists(job.files.started) and not (job.resumable and os.path.isfile(job.files.checkpoint)):
+        for path in job.restart:
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
     atomic_write_text(job.files.started, f"pid {os.getpid()} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     if os.path.exists(job.files.error):
         os.remove(job.files.error)

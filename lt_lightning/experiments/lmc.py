@@ -58,12 +58,19 @@ from lt_lightning.callbacks._trainer import TrainingLength
 from lt_lightning.callbacks.data_order import DataOrderCallback
 from lt_lightning.callbacks.snapshot import SnapshotCallback
 from lt_lightning.callbacks.train_from import TrainFromCallback, check_state
-from lt_lightning.experiments.configs import config_callbacks, config_is, logger_into, quiet_lightning
+from lt_lightning.experiments.configs import (
+    BUILT,
+    check_builds,
+    config_callbacks,
+    config_is,
+    logger_into,
+    quiet_lightning,
+)
 from lt_lightning.experiments.jobs import Job, resumable, run_jobs, write_job
 from lt_lightning.experiments.launchers import Launcher, make_launcher
 from lt_lightning.experiments.results import InstabilityResult, SearchResult, SearchRow, write_analysis
 from lt_lightning.files import atomic_write_text
-from lt_lightning.layout import HISTORY_FILE, INSTABILITY_FILE, SEARCH_FILE
+from lt_lightning.layout import INSTABILITY_FILE, SEARCH_FILE, RunLayout
 from lt_lightning.masks import Masks
 from lt_lightning.records import RoundRecord, load_history
 from lt_lightning.reporting.lmc import log_instability, log_rewind_search
@@ -86,7 +93,6 @@ _ACCURACY = re.compile(r"(?<![^/_.])(accuracy|acc)(?![^/_.])")
 _REPLACED = (IMPCallback, RewindCallback, PruneAtInitCallback, RecordCallback, SnapshotCallback, TrainFromCallback,
              DataOrderCallback)
 _BN_BATCHES = 10
-_BUILT = ("seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler")
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -186,6 +192,11 @@ def read_config(config: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]
     if loaded.get("trainer") is None:
         loaded["trainer"] = {}
     return loaded
+
+
+def _source(config: str | os.PathLike | Mapping[str, Any]) -> str:
+    """How errors name a config: its file, or "the config" for a mapping."""
+    return "the config" if isinstance(config, Mapping) else repr(os.fspath(config))
 
 
 def _fit_config(config: dict[str, Any], folder: str, name: str, callbacks: Sequence[dict[str, Any]],
@@ -369,7 +380,7 @@ class _Evaluation:
                  accuracy_scale: float, name: str) -> None:
         # Only what builds the module, data and Trainer: a saved run config also holds the arguments of `fit` itself
         # (ckpt_path, weights_only), which a LightningCLI without a subcommand does not take.
-        evaluation = {k: v for k, v in _fit_config(config, out, name, []).items() if k in _BUILT}
+        evaluation = {k: v for k, v in _fit_config(config, out, name, []).items() if k in BUILT}
         evaluation["trainer"].update(callbacks=[], enable_checkpointing=False, enable_progress_bar=False,
                                      enable_model_summary=False)
         path = os.path.join(out, "evaluation.yaml")
@@ -557,6 +568,7 @@ def instability(
     other parameter names, masks that do not fit, a step at or past the end of one training (``max_steps``, or
     ``max_epochs`` times the train loader's steps per epoch).
     """
+    source = _source(config)
     config = read_config(config)
     threshold = _check_arguments(seeds, points, threshold, key, accuracy_scale, bn_batches)
     begin = read_start(start, _iterations(step), ticket) if start is not None else None
@@ -574,6 +586,9 @@ def instability(
         name = f"step_{label}" + (f"_{os.path.splitext(os.path.basename(ticket_file))[0]}" if ticket_file else "")
         out = os.path.join(root, "instability", name)
     out = os.path.abspath(os.fspath(out))
+    # A copy's config holds every callback the config keeps; its start state is only read once it trains.
+    check_builds(_copies(config, snapshot_file(os.path.join(out, "start"), label), ticket_file, seeds[:1], out)[0][1],
+                 source)
     evaluation = _Evaluation(config, out, cli, key, accuracy_scale, "instability")
     evaluation.check_steps([label])
     masks = load_ticket(ticket_file).masks if ticket_file is not None else None
@@ -644,6 +659,7 @@ def rewind_search(
     ``ticket_error``, ``dense_error``, ``matches``; and ``earliest_stable`` / ``earliest_matching`` (``None`` if
     none). The other arguments and the checks are :func:`instability`'s; ``steps`` must be distinct.
     """
+    source = _source(config)
     config = read_config(config)
     threshold = _check_arguments(seeds, points, threshold, key, accuracy_scale, bn_batches)
     eps = 0.002 * accuracy_scale if eps is None else eps
@@ -669,6 +685,10 @@ def rewind_search(
                          " one (lt_lightning.IMPCallback) or pass finished runs as imp_runs.")
     out = os.path.abspath(os.fspath(out if out is not None else os.path.join(
         config["trainer"].get("default_root_dir") or "lt_logs", "rewind_search")))
+    check_builds(_parent(config, labels, out)[1], source)
+    if run_imp:
+        check_builds(_imp_training(config, labels[0], density, os.path.join(out, "imp", f"step_{labels[0]}"))[1],
+                     source)
     evaluation = _Evaluation(config, out, cli, key, accuracy_scale, "rewind search")
     evaluation.check_steps(labels)
     planned = [_parent(config, labels, out)]
@@ -716,8 +736,9 @@ def _imp_training(config: dict[str, Any], label: str, density: float | None, fol
             if density is not None:
                 args["target_density"] = density
             callbacks.append({**spec, "init_args": args})
-    job = Job(f"IMP rewound to {label}", os.path.join(folder, "imp.yaml"), (os.path.join(folder, HISTORY_FILE),),
-              resumable=True)
+    run = RunLayout(folder)
+    job = Job(f"IMP rewound to {label}", os.path.join(folder, "imp.yaml"), (run.history_file,), resumable=True,
+              restart=(run.history_file, run.tickets))
     return job, resumable(_fit_config(config, folder, str(job), callbacks), folder)
 
 
