@@ -164,27 +164,33 @@ def report(out: str, seeds: list[int], allocations: list[str], png: str) -> None
 
 
 def plot(png: str, results: dict[str, list[dict[float, float]]], n: int) -> None:
+    """Val error against density, every setting at full scale (left) and zoomed on the trained-then-pruned ones
+    (right), whose differences are a point or two where random tickets can be at chance."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    markers = iter(("o-", "s--", "^-", "D-", "v--", "P-"))
-    for offset, (name, found) in enumerate(results.items()):
-        points = [mean_half([r[d] for r in found]) for d in DENSITIES]
-        x = [100 * d * (1 + 0.03 * (offset - len(results) / 2)) for d in DENSITIES]  # apart, to show the bars
-        ax.errorbar(x, [p[0] for p in points], yerr=[p[1] for p in points], fmt=next(markers), capsize=4,
-                    label=name)
-    ax.axhline(mean_half([r[0] for r in results[BASELINE]])[0], color="grey", linestyle=":", label="dense")
-    ax.set_xscale("log")
-    ax.set_xticks([100 * d for d in DENSITIES], [f"{100 * d:.3g}" for d in DENSITIES])
-    ax.minorticks_off()
-    ax.invert_xaxis()
-    ax.set_xlabel("% weights remaining")
-    ax.set_ylabel("val error (%)")
-    ax.set_title(f"Conv-2, 7x7 Fashion-MNIST: hybrid and random tickets against IMP ({n} seeds, 95% intervals)",
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    dense = mean_half([r[0] for r in results[BASELINE]])[0]
+    for ax, zoom in zip(fig.subplots(1, 2), (False, True)):
+        markers = iter(("o-", "s--", "^-", "D-", "v--", "P--"))
+        for offset, (name, found) in enumerate(results.items()):
+            points = [mean_half([r[d] for r in found]) for d in DENSITIES]
+            x = [100 * d * (1 + 0.03 * (offset - len(results) / 2)) for d in DENSITIES]  # apart, to show the bars
+            ax.errorbar(x, [p[0] for p in points], yerr=[p[1] for p in points], fmt=next(markers), capsize=4,
+                        label=name)
+        ax.axhline(dense, color="grey", linestyle=":", label="dense")
+        if zoom:
+            ax.set_ylim(dense - 4, dense + 3)
+        ax.set_xscale("log")
+        ax.set_xticks([100 * d for d in DENSITIES], [f"{100 * d:.3g}" for d in DENSITIES])
+        ax.minorticks_off()
+        ax.invert_xaxis()
+        ax.set_xlabel("% weights remaining")
+        ax.set_ylabel("val error (%)")
+        ax.set_title("zoomed near dense" if zoom else "all settings", fontsize="medium")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small")
+    fig.suptitle(f"Conv-2, 7x7 Fashion-MNIST: hybrid and random tickets against IMP ({n} seeds, 95% intervals)",
                  fontsize="medium")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
     save(fig, png)
 
 
