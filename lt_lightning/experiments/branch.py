@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lt_lightning.callbacks import BaseMaskingCallback, IMPCallback, RewindCallback
 from lt_lightning.controls import CONTROLS, init_file
-from lt_lightning.experiments.configs import config_callbacks, config_is, logger_into
+from lt_lightning.experiments.configs import check_builds, config_callbacks, config_is, logger_into
 from lt_lightning.experiments.jobs import Job, is_resume_checkpoint, resumable, run_jobs, write_job
 from lt_lightning.experiments.launchers import Launcher, make_launcher
 from lt_lightning.layout import BRANCH_CONFIG, RESULT_FILE, RUN_CONFIG, RunLayout
@@ -155,10 +155,14 @@ def branch_config(run: dict[str, Any], branch: Branch, history: Sequence[RoundRe
 
 
 def write_configs(run_dir: str | os.PathLike, branches: Sequence[Branch]) -> list[Job]:
-    """Write each branch's ``branch.yaml``; return their jobs."""
+    """Write each branch's ``branch.yaml``; return their jobs. A run config that ``fit`` would refuse fails first,
+    before any is written."""
     run, history = run_config(run_dir), load_history(run_dir)
-    for branch in branches:
-        write_job(branch.job, branch_config(run, branch, history))
+    configs = [branch_config(run, branch, history) for branch in branches]
+    if configs:  # the branches differ in ticket, control, seed and folders only: one check tells for all
+        check_builds(configs[0], f"the IMP run's {os.path.join(os.fspath(run_dir), RUN_CONFIG)!r}")
+    for branch, config in zip(branches, configs):
+        write_job(branch.job, config)
     return [b.job for b in branches]
 
 

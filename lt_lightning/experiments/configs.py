@@ -11,6 +11,9 @@ from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
+# The parts of a config LightningCLI builds; the others (ckpt_path, ...) are arguments of `fit` itself.
+BUILT = ("seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler")
+
 
 def quiet_console(threads: int) -> None:
     """For scripts (examples, benchmarks): use ``threads`` torch threads, keep Lightning's logs to warnings, and drop
@@ -39,6 +42,26 @@ def quiet_lightning() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+def check_builds(config: dict[str, Any], where: str) -> None:
+    """Build the model, data, Trainer and callbacks of ``config`` as ``lt-lightning fit`` would, without training:
+    a config LightningCLI refuses (an unknown key, a value a class does not take) fails here once, naming
+    ``where``, before any job of it starts (the jobs would each fail with it)."""
+    import warnings
+
+    import lightning.pytorch as pl
+
+    from lt_lightning.cli import LTLightningCLI  # the CLI imports the experiments
+
+    built = {k: v for k, v in config.items() if k in BUILT}
+    try:
+        with warnings.catch_warnings(), quiet_lightning():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            LTLightningCLI(pl.LightningModule, None, subclass_mode_model=True, subclass_mode_data=True, args=built,
+                           run=False, save_config_callback=None, parser_kwargs={"exit_on_error": False})
+    except ValueError as err:
+        raise ValueError(f"{where} does not parse: {err}") from err
 
 
 def config_callbacks(config: dict[str, Any]) -> list[Any]:
