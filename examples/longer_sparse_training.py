@@ -91,7 +91,7 @@ def report(args: argparse.Namespace) -> None:
         f.write(text + "\n")
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4 * len(args.densities) + 1, 4), layout="constrained")
+    fig = Figure(figsize=(max(4 * len(args.densities) + 1, 7), 4), layout="constrained")  # room for the title
     axes = fig.subplots(1, len(args.densities), squeeze=False)[0]
     for ax, density in zip(axes, args.densities):
         for offset, method in enumerate(METHODS):
