@@ -1,5 +1,5 @@
 """GMPCallback: gradual magnitude pruning (Zhu & Gupta 2017), dense to sparse within one training along a cubic
-schedule."""
+schedule (or another of ``lt_lightning.pruning.SCHEDULES``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from lt_lightning.callbacks.updating import MaskUpdateCallback
 from lt_lightning.dynamic import gmp_density, is_gmp_event
 from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext
+from lt_lightning.pruning.schedule import check_schedule
 from lt_lightning.pruning.spec import PruningSpec
 from lt_lightning.step import Step
 from lt_lightning.validation import check_density, check_fraction, check_step
@@ -38,6 +39,8 @@ class GMPCallback(MaskUpdateCallback):
         end: the step of the last pruning event; default: three quarters of training
             (``trainer.estimated_stepping_batches``), leaving the last quarter to recover at ``final``.
         every: optimizer steps between pruning events.
+        schedule: the path from ``initial`` to ``final`` by name (``lt_lightning.pruning.SCHEDULES``): ``"cubic"``
+            (Zhu & Gupta's, above), ``"geometric"``, ``"linear"``, ...
         allocation: how each event spreads the kept weights over layers (``lt_lightning.pruning.ALLOCATIONS``):
             ``"layerwise"`` (Zhu & Gupta: the same density in every layer), ``"global"``, ``"erk"``, ...
         keep_dense: regex of prunable parameters never pruned; the densities apply to the others.
@@ -55,6 +58,7 @@ class GMPCallback(MaskUpdateCallback):
         start: int | str = 0,
         end: int | str | None = None,
         every: int | str = 100,
+        schedule: str = "cubic",
         allocation: str = "layerwise",
         keep_dense: str | None = None,
         include: str | None = None,
@@ -70,6 +74,8 @@ class GMPCallback(MaskUpdateCallback):
         self.start = check_step("start", start)
         self.end = check_step("end", end) if end is not None else None
         self.every = check_step("every", every, nonzero=True)
+        check_schedule(schedule)
+        self.schedule = schedule
         super().__init__(PruningSpec(score="magnitude", allocation=allocation, keep_dense=keep_dense,
                                      include=include, exclude=exclude, types=types), dirpath, save_ticket)
         self.initial = initial
@@ -78,7 +84,8 @@ class GMPCallback(MaskUpdateCallback):
 
     @override
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "initial": self.initial, "final": self.final, "steps": list(self._steps)}
+        return {**super().config(), "initial": self.initial, "final": self.final, "schedule": self.schedule,
+                "steps": list(self._steps)}
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -119,5 +126,5 @@ class GMPCallback(MaskUpdateCallback):
                       ) -> tuple[Masks, dict[str, float]]:
         assert self.masks is not None
         start, end, _ = self._steps
-        density = gmp_density(step, self.initial, self.final, start, end)
+        density = gmp_density(step, self.initial, self.final, start, end, self.schedule)
         return self.spec.prune(ScoreContext(pl_module, self.masks), density), {"target_density": density}

@@ -31,6 +31,7 @@ from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable, 
 from lt_lightning.callbacks.rewind import RewindCallback
 from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext, geometric
+from lt_lightning.pruning.schedule import SCHEDULES, check_schedule
 from lt_lightning.pruning.scores import SCORES, check_score
 from lt_lightning.pruning.spec import PruningSpec, rounds_to_target
 from lt_lightning.records import HISTORY_FILE, MetricTracker, Mode, RoundRecord, history_run, write_history
@@ -45,15 +46,18 @@ _RESETS = ("rewind", "lr_rewind", "finetune")
 #: Beside a run's tickets: the unpruned weights of the rewind point, as a dense ticket.
 REWIND_POINT_FILE = "rewind_point.pt"
 # Arguments a resumed fit must share with the checkpoint's run: the masks and rounds so far were made by them.
-_SAME_ON_RESUME = ("pruning_fraction", "reset", "score", "allocation", "layer_fractions", "keep_dense",
+_SAME_ON_RESUME = ("pruning_fraction", "schedule", "reset", "score", "allocation", "layer_fractions", "keep_dense",
                    "allow_layer_collapse", "include", "exclude", "types", "seed")
+# What a checkpoint written before an argument existed was run with.
+_BEFORE_ARGUMENT = {"schedule": "geometric"}
 
 
 class IMPCallback(BaseMaskingCallback):
     """Iterative magnitude pruning (Frankle & Carbin 2019) with rewinding (Frankle et al. 2020) in one fit.
 
     After each round, ``pruning_fraction`` of the remaining prunable weights are pruned, so the density after ``r``
-    rounds is ``(1 - pruning_fraction) ** r``; then the network is reset by ``reset``:
+    rounds is ``(1 - pruning_fraction) ** r`` (with the default ``schedule="geometric"``); then the network is reset
+    by ``reset``:
 
     - ``"rewind"``: weights, optimizer and LR schedulers back to the :class:`RewindCallback` snapshot (to the
       initialization when the Trainer has no RewindCallback);
@@ -68,6 +72,11 @@ class IMPCallback(BaseMaskingCallback):
         rounds: pruning rounds after the dense round 0 (the fit trains ``rounds + 1`` times).
         pruning_fraction: fraction of the remaining prunable weights pruned per round, in (0, 1).
         target_density: stop after the first round whose density is at most this, in (0, 1).
+        schedule: the path of the density over the rounds, by name (``lt_lightning.pruning.SCHEDULES``): the last
+            round ends at the density that ``pruning_fraction`` gives it, ``(1 - pruning_fraction) ** R`` after
+            ``R`` rounds (per layer with ``layer_fractions``); ``"geometric"`` prunes ``pruning_fraction`` of the
+            remaining weights every round, ``"cubic"`` prunes most in the first rounds, ``"linear"`` the same share
+            of the weights every round.
         reset: how each round starts, see above.
         score: pruning score by name (``lt_lightning.pruning.SCORES``), ``"magnitude"`` for IMP.
         allocation: ``"global"`` (one threshold over all layers) or ``"layerwise"`` (same density per layer), or any
@@ -97,6 +106,7 @@ class IMPCallback(BaseMaskingCallback):
         rounds: int | None = 5,
         pruning_fraction: float = 0.2,
         target_density: float | None = None,
+        schedule: str = "geometric",
         reset: Reset = "rewind",
         score: str = "magnitude",
         allocation: str = "global",
@@ -125,6 +135,7 @@ class IMPCallback(BaseMaskingCallback):
             check_fraction("target_density", target_density)
         if reset not in _RESETS:
             raise ValueError(f"reset={reset!r} is not allowed; expected one of {list(_RESETS)}.")
+        check_schedule(schedule)
         check_score(score)
         if SCORES.needs(score):  # declared when the score was registered
             raise ValueError(f"score={score!r} scores the network on data or inputs, which IMPCallback does not give"
@@ -139,6 +150,7 @@ class IMPCallback(BaseMaskingCallback):
         self.rounds = rounds
         self.pruning_fraction = pruning_fraction
         self.target_density = target_density
+        self.schedule = schedule
         self.reset = reset
         self.monitor, self.mode = monitor, mode
         self.dirpath = dirpath
@@ -185,7 +197,7 @@ class IMPCallback(BaseMaskingCallback):
         self._history = history
 
     def _config(self) -> dict[str, Any]:
-        return {"pruning_fraction": self.pruning_fraction, "reset": self.reset, "score": self.spec.score,
+        return {"pruning_fraction": self.pruning_fraction, "schedule": self.schedule, "reset": self.reset, "score": self.spec.score,
                 "allocation": self.spec.allocation, "layer_fractions": dict(self.spec.layer_fractions),
                 "keep_dense": self.spec.keep_dense, "allow_layer_collapse": self.spec.allow_layer_collapse,
                 "include": self.spec.include, "exclude": self.spec.exclude, "types": list(self.spec.types),
@@ -254,6 +266,7 @@ class IMPCallback(BaseMaskingCallback):
     def _check_resume(self) -> None:
         assert self._resumed is not None
         saved = self._resumed["config"]  # empty for 0.1 checkpoints, which did not keep it
+        saved = {**_BEFORE_ARGUMENT, **saved} if saved else saved
         changed = [f"{k}: {saved.get(k)!r} in the checkpoint, {v!r} now" for k, v in self._config().items()
                    if saved and k in _SAME_ON_RESUME and saved.get(k) != v]
         if changed:
@@ -461,9 +474,14 @@ class IMPCallback(BaseMaskingCallback):
         assert self.masks is not None
         generator = torch.Generator().manual_seed(self.spec.seed + round_)
         context = ScoreContext(pl_module, self.masks, generator=generator)
-        layer_density = {n: geometric(f, round_) for n, f in self._layer_fraction.items()}
+        layer_density = {n: self._density(f, round_) for n, f in self._layer_fraction.items()}
         self._score_notes = {}
-        return self.spec.prune(context, geometric(self.pruning_fraction, round_), layer_density, self._score_notes)
+        return self.spec.prune(context, self._density(self.pruning_fraction, round_), layer_density,
+                               self._score_notes)
+
+    def _density(self, fraction: float, round_: int) -> float:
+        """The density after ``round_`` rounds on the schedule's path to where ``fraction`` a round ends the last."""
+        return SCHEDULES[self.schedule](round_ / self.num_rounds, 1.0, geometric(fraction, self.num_rounds))
 
     def _finish_round(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self.masks is not None and self._rewind is not None and self.timeline is not None

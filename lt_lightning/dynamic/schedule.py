@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from lt_lightning.pruning.schedule import polynomial
+from lt_lightning.pruning.schedule import SCHEDULES
 
 __all__ = ["cosine_drop_fraction", "gmp_density", "is_gmp_event", "is_update_step"]
 
@@ -39,12 +39,15 @@ def is_gmp_event(step: int, start: int, end: int, every: int) -> bool:
     return start < step <= end and ((step - start) % every == 0 or step == end)
 
 
-def gmp_density(step: int, initial: float, final: float, start: int, end: int) -> float:
-    """Zhu & Gupta's cubic schedule in densities: ``final + (initial - final) * (1 - (step - start) / (end -
-    start)) ** 3``, ``initial`` before ``start`` and ``final`` from ``end`` on
+def gmp_density(step: int, initial: float, final: float, start: int, end: int, schedule: str = "cubic") -> float:
+    """The density at ``step`` on the path ``schedule`` (``lt_lightning.pruning.SCHEDULES``) from ``initial`` at
+    ``start`` to ``final`` at ``end``, ``initial`` before and ``final`` after; by default Zhu & Gupta's cubic,
+    ``final + (initial - final) * (1 - (step - start) / (end - start)) ** 3``
     (:func:`lt_lightning.pruning.polynomial` at every step).
 
     >>> [round(gmp_density(t, 1.0, 0.1, 100, 200), 4) for t in (0, 100, 150, 200, 300)]
     [1.0, 1.0, 0.2125, 0.1, 0.1]
+    >>> round(gmp_density(150, 1.0, 0.1, 100, 200, schedule="linear"), 4)
+    0.55
     """
-    return polynomial(step, final, begin_step=start, end_step=end, initial_density=initial)
+    return SCHEDULES[schedule]((min(max(step, start), end) - start) / (end - start), initial, final)

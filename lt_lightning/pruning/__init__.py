@@ -1,4 +1,5 @@
-"""Pruning, pure torch: scores x allocation x schedule, each piece chosen by name from a registry."""
+"""Pruning, pure torch: scores x allocation x schedule, each piece chosen by name from a registry (``SCORES``,
+``ALLOCATIONS``, ``SCHEDULES``)."""
 
 from lt_lightning.pruning.allocation import ALLOCATIONS, erk_densities, register_allocation, smart_ratio_densities
 from lt_lightning.pruning.prune import (
@@ -9,11 +10,20 @@ from lt_lightning.pruning.prune import (
     prune,
     prune_iteratively,
 )
-from lt_lightning.pruning.schedule import geometric, one_shot, polynomial, rounds_to_reach, synflow_exponential
+from lt_lightning.pruning.schedule import (
+    SCHEDULES,
+    geometric,
+    one_shot,
+    polynomial,
+    register_schedule,
+    rounds_to_reach,
+    synflow_exponential,
+)
 from lt_lightning.pruning.scores import SCORES, ScoreContext, compute_scores, register_score
 
 __all__ = [
     "ALLOCATIONS",
+    "SCHEDULES",
     "SCORES",
     "LayerCollapseWarning",
     "ScoreContext",
@@ -28,6 +38,7 @@ __all__ = [
     "prune",
     "prune_iteratively",
     "register_allocation",
+    "register_schedule",
     "register_score",
     "rounds_to_reach",
     "smart_ratio_densities",

@@ -1,18 +1,77 @@
 """Pruning schedules: the density to reach at each pruning event.
 
-IMP and gradual pruning ask for the density after a round (:func:`geometric`) or at a training step
-(:func:`polynomial`); pruning at initialization asks for the densities of its successive iterations
-(:func:`one_shot`, :func:`synflow_exponential`).
+One registry, :data:`SCHEDULES`, holds the paths a density takes from ``initial`` to ``final`` as the progress of
+the pruning runs from 0 to 1; every schedule takes its path from there by name: IMP's rounds
+(``IMPCallback(schedule=...)``, ``"geometric"`` by default), gradual pruning's steps (``GMPCallback(schedule=...)``,
+``"cubic"`` by default, :func:`polynomial`), supermasks' progressive epochs (``"cubic"``) and SynFlow's iterations
+(``"geometric"``). Pruning at initialization asks for the densities of its successive iterations (:func:`one_shot`,
+:func:`synflow_exponential`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+from lt_lightning.registry import Registry
 from lt_lightning.validation import check_density, check_fraction, check_int
 
-__all__ = ["check_density", "check_fraction", "geometric", "one_shot", "polynomial", "rounds_to_reach",
-           "synflow_exponential"]
+__all__ = ["SCHEDULES", "check_density", "check_fraction", "check_schedule", "geometric", "one_shot", "polynomial",
+           "register_schedule", "rounds_to_reach", "synflow_exponential"]
+
+#: ``schedule(progress, initial, final) -> density``: the density when ``progress`` (in [0, 1]) of the pruning is
+#: done, ``initial`` at 0 and ``final`` at 1.
+ScheduleFn = Callable[[float, float, float], float]
+SCHEDULES: Registry[ScheduleFn] = Registry("schedule")
+
+
+def register_schedule(name: str) -> Callable[[ScheduleFn], ScheduleFn]:
+    """Register ``schedule(progress, initial, final) -> density`` under ``name``; ``IMPCallback`` and
+    ``GMPCallback`` can then choose it by name (``schedule=name``).
+
+    >>> @register_schedule("step_down")
+    ... def step_down(progress, initial, final):
+    ...     return initial if progress < 1 else final
+    >>> SCHEDULES["step_down"](0.5, 1.0, 0.1)
+    1.0
+    >>> del SCHEDULES["step_down"]
+    """
+    return SCHEDULES.register(name)
+
+
+check_schedule = SCHEDULES.check
+
+
+@register_schedule("geometric")
+def geometric_path(progress: float, initial: float, final: float) -> float:
+    """The same fraction of the remaining weights pruned per unit of progress: ``initial * (final / initial) **
+    progress`` (IMP's rounds of ``pruning_fraction``, SynFlow's iterations).
+
+    >>> round(geometric_path(0.5, 1.0, 0.64), 4)
+    0.8
+    """
+    return initial * (final / initial) ** progress
+
+
+@register_schedule("cubic")
+def cubic_path(progress: float, initial: float, final: float) -> float:
+    """Zhu & Gupta's (2017) cubic in densities: ``final + (initial - final) * (1 - progress) ** 3``, pruning fast
+    while many weights are redundant and slowly near the end (GMP, progressive supermasks).
+
+    >>> round(cubic_path(0.5, 1.0, 0.1), 4)
+    0.2125
+    """
+    return final + (initial - final) * (1.0 - progress) ** 3
+
+
+@register_schedule("linear")
+def linear_path(progress: float, initial: float, final: float) -> float:
+    """The same share of the weights pruned per unit of progress: ``initial + (final - initial) * progress``.
+
+    >>> round(linear_path(0.5, 1.0, 0.1), 4)
+    0.55
+    """
+    return initial + (final - initial) * progress
 
 
 def geometric(fraction: float, rounds: int) -> float:
@@ -56,7 +115,7 @@ def synflow_exponential(density: float, iterations: int) -> list[float]:
     """
     check_density("density", density)
     check_int("iterations", iterations, minimum=1)
-    return [density ** (k / iterations) for k in range(1, iterations + 1)]
+    return [geometric_path(k / iterations, 1.0, density) for k in range(1, iterations + 1)]
 
 
 def polynomial(
@@ -81,5 +140,4 @@ def polynomial(
         raise ValueError(f"end_step={end_step!r} is not allowed; expected begin_step ({begin_step}) plus a positive"
                          f" multiple of frequency ({frequency}).")
     event = begin_step + (min(max(step, begin_step), end_step) - begin_step) // frequency * frequency
-    progress = (event - begin_step) / (end_step - begin_step)
-    return final_density + (initial_density - final_density) * (1.0 - progress) ** 3
+    return cubic_path((event - begin_step) / (end_step - begin_step), initial_density, final_density)

@@ -304,6 +304,7 @@ def test_resume_with_more_rounds_extends_the_experiment(tmp_path, datamodule):
 @pytest.mark.parametrize(("kwargs", "needle"), [
     ({"rounds": 2, "pruning_fraction": 0.3}, r"pruning_fraction: 0.5 in the checkpoint, 0.3 now"),
     ({"rounds": 2, "pruning_fraction": 0.5, "allocation": "layerwise"}, r"allocation: 'global' in the checkpoint"),
+    ({"rounds": 2, "pruning_fraction": 0.5, "schedule": "linear"}, r"schedule: 'geometric' in the checkpoint, 'lin"),
     ({"rounds": 1, "pruning_fraction": 0.5}, r"at round 2, past the 1 rounds"),
 ])
 def test_resume_with_other_pruning_arguments_fails_before_training(tmp_path, datamodule, kwargs, needle):
@@ -316,6 +317,21 @@ def test_resume_with_other_pruning_arguments_fails_before_training(tmp_path, dat
         make_trainer(tmp_path / "b", [other, NoTraining()], max_epochs=1).fit(
             digits_model(), datamodule, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     assert open(os.path.join(trainer.log_dir, "imp_history.json")).read() == before
+
+
+def test_a_checkpoint_from_before_schedules_resumes_on_the_geometric_one(tmp_path, datamodule):
+    trainer = make_trainer(tmp_path / "a", [IMPCallback(rounds=1, pruning_fraction=0.5), _ckpt(tmp_path)],
+                           max_epochs=1, enable_checkpointing=True)
+    trainer.fit(digits_model(), datamodule)
+    path = str(tmp_path / "ckpt" / "last.ckpt")
+    checkpoint = torch.load(path, weights_only=False)
+    (state,) = [v for k, v in checkpoint["callbacks"].items() if k.startswith("IMPCallback")]
+    del state["config"]["schedule"]  # as lt-lightning 0.2 wrote it
+    torch.save(checkpoint, path)
+    more = IMPCallback(rounds=2, pruning_fraction=0.5, dirpath=trainer.log_dir)
+    make_trainer(tmp_path / "b", [more], max_epochs=1).fit(digits_model(), datamodule, ckpt_path=path)
+    assert [h["round"] for h in more.history] == [0, 1, 2]
+    assert more.history[-1]["density"] == pytest.approx(0.25, abs=1e-3)
 
 
 def test_resume_with_another_rewind_step_fails_before_training(tmp_path, datamodule):

@@ -56,3 +56,13 @@ def test_global_allocation_from_a_sparse_start_to_three_quarters_of_training(tmp
     layer = callback.masks.layer_densities()
     assert max(layer.values()) - min(layer.values()) > 0.05  # one threshold over layers, not one density per layer
     assert torch.equal(probe.steps[-1][1]["model.out.weight"], callback.masks["model.out.weight"])
+
+
+def test_another_schedule_by_name_and_an_unknown_one_refused(tmp_path, datamodule):
+    callback = GMPCallback(initial=1.0, final=0.1, every=11, schedule="linear", save_ticket=False)
+    make_trainer(tmp_path, [callback]).fit(digits_model(), datamodule)
+    # end = 33: events at 11, 22, 33, a third of the way each on the straight line from 1.0 to 0.1.
+    assert [u["target_density"] for u in callback.updates] == pytest.approx([0.7, 0.4, 0.1])
+    assert callback.config()["schedule"] == "linear"
+    with pytest.raises(ValueError, match=r"unknown schedule 'cubical'; known schedules: \['cubic', "):
+        GMPCallback(schedule="cubical")

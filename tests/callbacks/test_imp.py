@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from lt_lightning import IMPCallback, MaskingCallback, RewindCallback, load_ticket
 from lt_lightning.masks import Masks
+from lt_lightning.pruning import SCHEDULES
 
 STEPS_PER_EPOCH = 22  # 1347 training digits, batch 64
 
@@ -187,6 +188,22 @@ def test_target_density_stops_the_experiment(tmp_path, datamodule):
     assert [h["density"] for h in imp.history] == pytest.approx([1.0, 0.5, 0.25, 0.125], abs=1e-3)
     assert all(h["ticket"] is None for h in imp.history)
     assert not os.path.exists(os.path.join(trainer.log_dir, "tickets"))
+
+
+def test_a_schedule_chosen_by_name_shapes_the_path_to_the_same_final_density(tmp_path, datamodule):
+    imp = IMPCallback(rounds=3, pruning_fraction=0.5, schedule="cubic", save_tickets=False)
+    trainer = make_trainer(tmp_path, [imp], max_epochs=1)
+    trainer.fit(digits_model(), datamodule)
+    numel = sum(m.numel() for m in imp.masks.values())
+    expected = [SCHEDULES["cubic"](r / 3, 1.0, 0.5 ** 3) for r in range(4)]  # 1, 0.384, 0.1574, 0.125
+    assert [h["density"] for h in imp.history] == pytest.approx([round(d * numel) / numel for d in expected])
+    assert imp.history[1]["density"] < 0.45  # below geometric's 0.5: the cubic prunes most in the first round
+    assert imp.state_dict()["config"]["schedule"] == "cubic"
+
+
+def test_an_unknown_schedule_is_refused_with_the_known_names():
+    with pytest.raises(ValueError, match=r"unknown schedule 'cubical'; known schedules: \['cubic', 'geometric', "):
+        IMPCallback(schedule="cubical")
 
 
 OPTIMIZER_CASES = {

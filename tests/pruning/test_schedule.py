@@ -2,7 +2,38 @@
 
 import pytest
 
-from lt_lightning.pruning import geometric, one_shot, polynomial, synflow_exponential
+from lt_lightning.dynamic import gmp_density
+from lt_lightning.pruning import SCHEDULES, geometric, one_shot, polynomial, register_schedule, synflow_exponential
+from lt_lightning.pruning.schedule import check_schedule
+from lt_lightning.supermask import progressive_density
+
+
+@pytest.mark.parametrize("name", ["geometric", "cubic", "linear"])
+def test_every_schedule_runs_from_initial_to_final_and_only_falls(name):
+    path = SCHEDULES[name]
+    assert path(0.0, 0.8, 0.05) == pytest.approx(0.8) and path(1.0, 0.8, 0.05) == pytest.approx(0.05)
+    values = [path(k / 50, 0.8, 0.05) for k in range(51)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+
+
+def test_the_loose_schedules_are_paths_of_the_registry():
+    # SynFlow's iterations: geometric; gradual pruning and progressive supermasks: cubic, to the last digit.
+    assert synflow_exponential(0.01, 7) == [SCHEDULES["geometric"](k / 7, 1.0, 0.01) for k in range(1, 8)]
+    assert [polynomial(t, 0.1, 100, 200, 0.9, frequency=20) for t in (100, 140, 150, 200)] == [
+        SCHEDULES["cubic"](p, 0.9, 0.1) for p in (0.0, 0.4, 0.4, 1.0)]
+    assert [gmp_density(t, 1.0, 0.1, 100, 200) for t in (0, 130, 250)] == [
+        SCHEDULES["cubic"](p, 1.0, 0.1) for p in (0.0, 0.3, 1.0)]
+    assert [progressive_density(0.1, e, 4) for e in range(4)] == [SCHEDULES["cubic"](e / 4, 0.5, 0.1) for e in range(4)]
+    # The rounds of IMP's default: (1 - p) ** r, the geometric path to (1 - p) ** R.
+    assert [SCHEDULES["geometric"](r / 5, 1.0, geometric(0.2, 5)) for r in range(6)] == pytest.approx(
+        [0.8 ** r for r in range(6)], rel=1e-12)
+
+
+def test_schedules_are_chosen_by_name_from_one_registry():
+    with pytest.raises(ValueError, match=r"unknown schedule 'cubical'; known schedules: \['cubic', 'geometric', 'linear'"):
+        check_schedule("cubical")
+    with pytest.raises(ValueError, match="a schedule named 'linear' is already registered"):
+        register_schedule("linear")(lambda progress, initial, final: final)
 
 
 def test_one_shot_and_synflow_exponential():
