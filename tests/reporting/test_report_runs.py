@@ -12,7 +12,7 @@ from lt_lightning.cli import main
 from lt_lightning.records import read_history, read_result
 
 pytest.importorskip("matplotlib")
-CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "configs")
+CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "configs")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
