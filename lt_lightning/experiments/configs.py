@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+from lt_lightning.layout import LOGS_DIR
 
 # The parts of a config LightningCLI builds; the others (ckpt_path, ...) are arguments of `fit` itself.
 BUILT = ("seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler")
@@ -117,3 +120,15 @@ def logger_into(spec: Any, folder: str, name: str) -> Any:
         args.pop("id", None)  # a run of its own, never the one the config was saved from
         args.update(name=name, version=None)
     return {**spec, "init_args": args}
+
+
+def logger_below(spec: Any, folder: str, name: str) -> Any:
+    """The run's logger(s) writing below ``folder/logs`` (:func:`logger_into`): never into ``folder`` itself, where
+    Lightning would save its own copy of the config over a job's ``config.yaml`` (LightningCLI saves it into the
+    log dir: a WandbLogger's ``save_dir``, ``default_root_dir`` without a logger)."""
+    if isinstance(spec, list):
+        return [logger_below(s, folder, name) for s in spec]
+    cls = config_class(spec)
+    if cls is not None and issubclass(cls, (CSVLogger, TensorBoardLogger)):
+        return logger_into(spec, folder, name)  # logs in folder/logs
+    return logger_into(spec, os.path.join(folder, LOGS_DIR), name)

@@ -63,6 +63,7 @@ from lt_lightning.experiments.configs import (
     check_builds,
     config_callbacks,
     config_is,
+    logger_below,
     logger_into,
     quiet_lightning,
 )
@@ -70,7 +71,7 @@ from lt_lightning.experiments.jobs import Job, resumable, run_jobs, write_job
 from lt_lightning.experiments.launchers import Launcher, make_launcher
 from lt_lightning.experiments.results import InstabilityResult, SearchResult, SearchRow, write_analysis
 from lt_lightning.files import atomic_write_text
-from lt_lightning.layout import INSTABILITY_FILE, SEARCH_FILE, RunLayout
+from lt_lightning.layout import INSTABILITY_FILE, LOGS_DIR, SEARCH_FILE, RunLayout
 from lt_lightning.masks import Masks
 from lt_lightning.records import RoundRecord, load_history
 from lt_lightning.reporting.lmc import log_instability, log_rewind_search
@@ -737,9 +738,13 @@ def _imp_training(config: dict[str, Any], label: str, density: float | None, fol
                 args["target_density"] = density
             callbacks.append({**spec, "init_args": args})
     run = RunLayout(folder)
-    job = Job(f"IMP rewound to {label}", os.path.join(folder, "imp.yaml"), (run.history_file,), resumable=True,
+    # The run's config.yaml beside its history and tickets, as `lt-lightning fit` leaves it: `branch` reads it.
+    job = Job(f"IMP rewound to {label}", run.config_file, (run.history_file,), resumable=True,
               restart=(run.history_file, run.tickets))
-    return job, resumable(_fit_config(config, folder, str(job), callbacks), folder)
+    fit = _fit_config(config, folder, str(job), callbacks)
+    fit["trainer"]["default_root_dir"] = os.path.join(folder, LOGS_DIR)
+    fit["trainer"]["logger"] = logger_below(config["trainer"].get("logger"), folder, str(job))
+    return job, resumable(fit, folder)
 
 
 def _ticket_verdict(run: str, step: int, key: str, accuracy_scale: float, density: float | None, eps: float
