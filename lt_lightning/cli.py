@@ -4,7 +4,8 @@
   datamodule and the callbacks (``IMPCallback``, ``RewindCallback``, ``MaskingCallback``, ...) by class path.
 - ``lt-lightning report RUN_DIR``: PNG plots and a Markdown summary from a run's ``imp_history.json``, without W&B;
   for SupermaskCallback runs, accuracy against density.
-- ``lt-lightning ticket inspect FILE``: a ticket's densities (global and per layer) and metadata.
+- ``lt-lightning ticket inspect FILE``: a ticket's densities (global and per layer), what an export would store,
+  and metadata.
 - ``lt-lightning ticket compare A B``: how alike two tickets' masks are (IoU per layer and overall).
 - ``lt-lightning ticket export TICKET --config RUN/config.yaml --out FILE``: the ticket as a plain module, sparse
   where measured faster, and what it saves (:mod:`lt_lightning.export`).
@@ -47,7 +48,7 @@ from lt_lightning.reporting.aggregate import VERDICTS_HEADING, aggregate, markdo
 from lt_lightning.reporting.lmc import read_lmc, write_lmc_report
 from lt_lightning.reporting.summary import HISTORY_FILE, accuracy_metric, markdown_report
 from lt_lightning.reporting.supermask import is_supermask_run, write_supermask_report
-from lt_lightning.ticket import load_ticket
+from lt_lightning.ticket import Ticket, load_ticket
 
 _LIGHTNING = ("fit", "validate", "test", "predict")
 
@@ -330,8 +331,8 @@ def _default_out(run_dirs: Sequence[str]) -> str:
 
 
 def inspect_ticket(path: str) -> str:
-    """A ticket's densities (global and per layer, with shapes and counts) and its metadata, as text; for a binary
-    ticket (biprop's, bit-packed), also its size against the dense float32 model."""
+    """A ticket's densities (global and per layer, with shapes and counts), what an export of it would store, and its
+    metadata, as text; for a binary ticket (biprop's, bit-packed), also its size against the dense float32 model."""
     from lt_lightning.supermask.binary import read_ticket
 
     ticket, binary = read_ticket(path)
@@ -341,7 +342,7 @@ def inspect_ticket(path: str) -> str:
              f"density: {masks.density():.6g} ({masks.kept():,} of {masks.numel():,} prunable weights kept,"
              f" {100 * masks.density():.3g}%)",
              *([f"{binary.summary()}; file {os.path.getsize(path):,} bytes"] if binary is not None else []),
-             "layers:"]
+             _export_saving(ticket), "layers:"]
     for name, mask in masks.items():
         kept = int(mask.sum())
         shape = "x".join(str(s) for s in mask.shape)
@@ -349,6 +350,15 @@ def inspect_ticket(path: str) -> str:
                      f"  ({kept:,} of {mask.numel():,})")
     lines += ["metadata:", json.dumps(ticket.metadata, indent=2, default=str)]
     return "\n".join(lines)
+
+
+def _export_saving(ticket: Ticket) -> str:
+    """What `ticket export` would store, in a line."""
+    sizes = export.stored_bytes(ticket)
+    dense = sizes.pop("dense")
+    stored = ", ".join(f"{b:,} with {d} values ({dense / b:.2f}x smaller)" for d, b in sizes.items())
+    return (f"an export stores (tensor bytes): {stored}, vs {dense:,} as dense float32; whether it runs faster,"
+            " `lt-lightning ticket export` measures")
 
 
 def compare_tickets(path_a: str, path_b: str) -> str:
@@ -449,7 +459,8 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--eps", type=float, help="matching margin from dense error (default: 0.002)")
     tickets = commands.add_parser("ticket", help="ticket files").add_subparsers(
         dest="action", required=True, metavar="ACTION")
-    tickets.add_parser("inspect", help="print a ticket's densities and metadata").add_argument("file", metavar="FILE")
+    tickets.add_parser("inspect", help="print a ticket's densities, what an export would store, and metadata"
+                       ).add_argument("file", metavar="FILE")
     out = tickets.add_parser(
         "export", help="a ticket as a plain module, sparse where measured faster; print what it saves",
         description="Export TICKET (a ticket of the module built from --config or --module) to --out: each prunable"
@@ -497,7 +508,7 @@ def _export_module(config: str | None, class_path: str | None) -> torch.nn.Modul
 
 def export_command(args: argparse.Namespace) -> str:
     """``ticket export``: export the ticket, write it atomically to ``--out`` (never over an existing file), and
-    return the report's table and statement."""
+    return the report's table (it ends with the statement)."""
     from lt_lightning.supermask.binary import read_ticket
 
     if os.path.exists(args.out):
@@ -508,7 +519,7 @@ def export_command(args: argparse.Namespace) -> str:
                                             batch_sizes=args.batch_sizes, dtype=args.dtype,
                                             force_sparse=args.force_sparse, binary=binary)
     export.save_exported(exported, report, args.out)
-    return f"{report.table()}\n{report.statement()}\nwritten: {args.out}"
+    return f"{report.table()}\nwritten: {args.out}"  # the table ends with the statement
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -520,7 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             lightning_cli(args_given)
         except ConfigError as err:
             where = ", ".join(_config_files(argv)) or "the command line"
-            print(f"lt-lightning {argv[0]}: error in {where}: {err}\n(see `lt-lightning {argv[0]} --help` for the"
+            # One line: a job's log shows its last line as the job's error.
+            print(f"lt-lightning {argv[0]}: error in {where}: {err} (see `lt-lightning {argv[0]} --help` for the"
                   " accepted options)", file=sys.stderr)
             return 2
         return 0

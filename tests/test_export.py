@@ -1,11 +1,23 @@
 """lt_lightning.export: exported tickets compute what the masked dense model computes, load back with plain torch,
 and swap a layer for its sparse form only where that was measured faster (or forced)."""
 
+import os
+
 import pytest
 import torch
+from conftest import digits_model, make_trainer
 from torch import nn
 
-from lt_lightning.export import TOLERANCE, export_ticket, load_exported, read_export_report, save_exported
+from lt_lightning import SupermaskCallback
+from lt_lightning.cli import main as cli
+from lt_lightning.export import (
+    TOLERANCE,
+    export_ticket,
+    load_exported,
+    read_export_report,
+    save_exported,
+    stored_bytes,
+)
 from lt_lightning.masks import Masks
 from lt_lightning.ticket import Ticket
 
@@ -56,6 +68,22 @@ def test_a_layer_runs_sparse_only_where_measured_faster():
     assert report.statement()
 
 
+def test_when_no_layer_is_faster_the_statement_says_the_saving_is_disk_size_only():
+    torch.manual_seed(0)
+    # Conv1d has no sparse form: no layer can run sparse, whatever the timings.
+    net = nn.Sequential(nn.Conv1d(2, 16, 3), nn.ReLU(), nn.Conv1d(16, 16, 3))
+    _, report = export_ticket(net, _ticket(net, 0.05), input_shape=(2, 20), batch_sizes=(1, 4), reps=1)
+    assert report.swapped() == []
+    statement = report.statement()
+    assert statement.startswith("no layer is faster sparse") and "batch sizes [1, 4]" in statement
+    assert "disk size only" in statement and f"{report.disk_bytes:,} bytes vs {report.dense_disk_bytes:,}" in statement
+    assert report.disk_bytes < report.dense_disk_bytes and report.memory_bytes >= report.dense_memory_bytes
+    assert statement in report.table()
+    forced = export_ticket(_mlp(), _ticket(_mlp(), 0.05), input_shape=(64,), batch_sizes=(1,), reps=1,
+                           force_sparse=True)[1].statement()
+    assert "run sparse" in forced and "no layer" not in forced
+
+
 def test_saved_export_loads_with_plain_torch_and_states_its_saving(tmp_path):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))  # LeNet
@@ -87,3 +115,45 @@ def test_bad_input_is_refused(tmp_path):
     (tmp_path / "plain.pt").write_bytes(b"not an export")
     with pytest.raises(ValueError, match="not an exported ticket"):
         load_exported(tmp_path / "plain.pt")
+
+
+def test_ticket_export_of_a_biprop_ticket_computes_what_the_supermask_network_computes(tmp_path, capsys):
+    from lt_lightning.zoo import DigitsDataModule
+
+    model = digits_model(lr=0.05)
+    callback = SupermaskCallback(density=0.25, method="biprop", weight_init="kaiming_normal")
+    make_trainer(tmp_path, [callback], max_epochs=1).fit(model, DigitsDataModule(batch_size=64, seed=0))
+    folder = os.path.join(tmp_path, "run", "version_0", "tickets")
+    config = tmp_path / "config.yaml"
+    config.write_text("model:\n  class_path: lt_lightning.zoo.Classifier\n  init_args:\n    model: mlp\n"
+                      "    model_kwargs: {in_features: 64, hidden: [32, 16], num_classes: 10}\n")
+    out = tmp_path / "exported.pt"
+    assert cli(["ticket", "export", os.path.join(folder, "supermask_binary.pt"), "--config", str(config),
+                "--out", str(out), "--batch-sizes", "1", "8"]) == 0
+    printed = capsys.readouterr().out
+    report = read_export_report(out)
+    assert report.binary is not None and "binary ticket:" in printed and report.statement() in printed
+    # mask bits, sign bits of the kept quarter, one alpha per layer: about 1.25 bits a prunable weight on disk
+    assert all(layer.stored_as == "binary" for layer in report.layers)
+    assert 1.25 <= report.binary["bits_per_weight"] < 1.4
+    exported = load_exported(out)
+    x = torch.randn(9, 64)
+    with torch.inference_mode():
+        assert torch.allclose(exported(x), model.eval()(x), atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_ticket_inspect_prints_what_an_export_would_store(tmp_path, capsys):
+    net = _mlp()
+    ticket = _ticket(net, 0.05)
+    sizes = stored_bytes(ticket)
+    # As the export stores it: every entry of this network is a prunable layer's weight or bias.
+    for dtype in ("float32", "float16"):
+        report = export_ticket(net, ticket, input_shape=(64,), batch_sizes=(1,), reps=1, dtype=dtype)[1]
+        assert sizes[dtype] == sum(layer.disk_bytes for layer in report.layers)
+    assert sizes["float16"] < sizes["float32"] < sizes["dense"] == 4 * sum(p.numel() for p in net.parameters())
+    ticket.save(tmp_path / "ticket.pt")
+    assert cli(["ticket", "inspect", str(tmp_path / "ticket.pt")]) == 0
+    out = capsys.readouterr().out
+    assert (f"an export stores (tensor bytes): {sizes['float32']:,} with float32 values"
+            f" ({sizes['dense'] / sizes['float32']:.2f}x smaller), {sizes['float16']:,} with float16 values") in out
+    assert f"vs {sizes['dense']:,} as dense float32" in out
