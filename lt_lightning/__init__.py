@@ -7,7 +7,32 @@ The callbacks are imported on first use, so that the torch-only core (``lt_light
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers see of the lazy names below (kept equal to _EXPORTS by a test)
+    from lt_lightning.callbacks import BaseMaskingCallback as BaseMaskingCallback
+    from lt_lightning.callbacks import BasisCallback as BasisCallback
+    from lt_lightning.callbacks import DataOrderCallback as DataOrderCallback
+    from lt_lightning.callbacks import EarlyBirdCallback as EarlyBirdCallback
+    from lt_lightning.callbacks import GMPCallback as GMPCallback
+    from lt_lightning.callbacks import IMPCallback as IMPCallback
+    from lt_lightning.callbacks import MaskingCallback as MaskingCallback
+    from lt_lightning.callbacks import PruneAtInitCallback as PruneAtInitCallback
+    from lt_lightning.callbacks import RecordCallback as RecordCallback
+    from lt_lightning.callbacks import RewindCallback as RewindCallback
+    from lt_lightning.callbacks import RigLCallback as RigLCallback
+    from lt_lightning.callbacks import SETCallback as SETCallback
+    from lt_lightning.callbacks import SnapshotCallback as SnapshotCallback
+    from lt_lightning.callbacks import SupermaskCallback as SupermaskCallback
+    from lt_lightning.callbacks import TrainFromCallback as TrainFromCallback
+    from lt_lightning.masks import Masks as Masks
+    from lt_lightning.masks import select_parameters as select_parameters
+    from lt_lightning.pruning.spec import PruningSpec as PruningSpec
+    from lt_lightning.records import RoundRecord as RoundRecord
+    from lt_lightning.step import Step as Step
+    from lt_lightning.ticket import Ticket as Ticket
+    from lt_lightning.ticket import apply_ticket as apply_ticket
+    from lt_lightning.ticket import load_ticket as load_ticket
 
 __version__ = "0.2.0.dev0"
 
