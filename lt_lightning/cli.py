@@ -144,7 +144,7 @@ def _experiment(args: argparse.Namespace) -> None:
     launcher = None if args.dry_run else _launcher(args)
     out = experiment.experiment_out(args.config, args.out)
     with folder_lock(out, f"lt-lightning experiment --config {args.config}"):
-        plan = experiment.plan_experiment(args.config, args.seeds, args.controls, args.rounds, out, LTLightningCLI)
+        plan = experiment.plan_experiment(args.config, args.seeds, args.controls, args.rounds, out)
         print(f"lt-lightning experiment: IMP with seeds {' '.join(map(str, plan.seeds))}, then controls"
               f" {' '.join(plan.controls)} of their tickets, into {out}", file=sys.stderr)
         if args.dry_run:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import logging
@@ -57,7 +58,8 @@ def check_builds(config: dict[str, Any], where: str) -> None:
 
     from lt_lightning.cli import LTLightningCLI  # the CLI imports the experiments
 
-    built = {k: v for k, v in config.items() if k in BUILT}
+    # A copy: LightningCLI fills in the dicts it is given (defaults, class paths), and the caller writes ``config``.
+    built = copy.deepcopy({k: v for k, v in config.items() if k in BUILT})
     try:
         with warnings.catch_warnings(), quiet_lightning():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")

@@ -19,22 +19,16 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import lightning.pytorch as pl
-import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lt_lightning.callbacks import IMPCallback
 from lt_lightning.controls import CONTROLS
 from lt_lightning.experiments.branch import DEFAULT_CONTROLS, Branch, plan_branches, write_configs
-from lt_lightning.experiments.configs import config_callbacks, config_class, config_is, logger_into, quiet_lightning
+from lt_lightning.experiments.configs import check_builds, config_callbacks, config_is, logger_below
 from lt_lightning.experiments.jobs import Job, resumable, run_jobs, write_job
 from lt_lightning.experiments.launchers import Launcher, make_launcher
 from lt_lightning.experiments.lmc import read_config
@@ -43,8 +37,6 @@ from lt_lightning.layout import LOGS_DIR, RunLayout, seed_run
 #: A run's controls are seeded this much above its own seed (never the run's own seed, distinct across runs).
 CONTROL_SEED_OFFSET = 1000
 _MAX_SEED = 2**32
-# The keys of a fit config that build the module, data and Trainer; the others (ckpt_path) are `fit`'s own.
-_BUILT = ("seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler")
 
 
 @dataclass(frozen=True)
@@ -95,7 +87,6 @@ def plan_experiment(
     controls: Sequence[str] = DEFAULT_CONTROLS,
     rounds: Sequence[int] | None = None,
     out: str | os.PathLike | None = None,
-    cli: type[LightningCLI] = LightningCLI,
 ) -> Experiment:
     """Check the experiment and write each seed's IMP config (those not done); nothing trains.
 
@@ -116,7 +107,7 @@ def plan_experiment(
     rounds = None if rounds is None else tuple(dict.fromkeys(_check_rounds(loaded, rounds)))
     experiment = Experiment(experiment_out(config, out), seeds, controls, rounds)
     configs = {seed: imp_config(loaded, seed, seed_run(experiment.out, seed)) for seed in seeds}
-    check_builds(configs[seeds[0]], cli)
+    check_builds(configs[seeds[0]], repr(os.fspath(config)))  # every seed's differs only in seed and folders
     for seed in seeds:
         write_job(experiment.imp_job(seed), configs[seed])  # a finished run of another config is refused
     return experiment
@@ -151,33 +142,8 @@ def imp_config(config: dict[str, Any], seed: int, folder: str) -> dict[str, Any]
         callbacks.append(spec)
     trainer["callbacks"] = callbacks
     trainer["default_root_dir"] = logs
-    trainer["logger"] = _logger_below(trainer.get("logger"), folder, f"seed_{seed}")
+    trainer["logger"] = logger_below(trainer.get("logger"), folder, f"seed_{seed}")
     return resumable(out, folder)
-
-
-def _logger_below(spec: Any, folder: str, name: str) -> Any:
-    """The config's logger(s) writing below ``folder/logs``: never into ``folder`` itself, where Lightning would
-    save its own copy of the config over the run's ``config.yaml``."""
-    if isinstance(spec, list):
-        return [_logger_below(s, folder, name) for s in spec]
-    cls = config_class(spec)
-    if cls is not None and issubclass(cls, (CSVLogger, TensorBoardLogger)):
-        return logger_into(spec, folder, name)  # logs in folder/logs
-    return logger_into(spec, os.path.join(folder, LOGS_DIR), name)
-
-
-def check_builds(config: dict[str, Any], cli: type[LightningCLI]) -> None:
-    """Build the module, data, Trainer and callbacks of ``config`` without training: an unknown key, a class that
-    does not import or a callback argument refused fails here, before any training."""
-    built = {k: v for k, v in config.items() if k in _BUILT}
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "check.yaml")
-        with open(path, "w") as f:
-            yaml.safe_dump(built, f, sort_keys=False)
-        with warnings.catch_warnings(), quiet_lightning():
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            cli(pl.LightningModule, None, subclass_mode_model=True, subclass_mode_data=True, args=["--config", path],
-                run=False, save_config_callback=None, parser_kwargs={"exit_on_error": False})
 
 
 def run_experiment(experiment: Experiment, launcher: Launcher | None = None,
