@@ -15,6 +15,7 @@ from typing_extensions import override
 from lt_lightning.callbacks._trainer import log_metrics, run_dir, steps_per_epoch
 from lt_lightning.callbacks.base import BaseMaskingCallback, on_rank_zero
 from lt_lightning.dynamic import MaskSettling
+from lt_lightning.layout import TICKETS_DIR
 from lt_lightning.masks import DEFAULT_TYPES, Masks
 from lt_lightning.pruning import ScoreContext
 from lt_lightning.pruning.spec import PruningSpec
@@ -163,7 +164,7 @@ class EarlyBirdCallback(Callback):
                     "distance": self.distance, "window": self.window, "every_steps": self._every,
                     "distances": trainer.strategy.broadcast(list(self.distances), src=0)}
         self.ticket = Ticket.from_state(self._initial, Masks.unpack(packed), metadata)
-        path = os.path.join(self._run_dir, "tickets", TICKET_FILE)
+        path = os.path.join(self._run_dir, TICKETS_DIR, TICKET_FILE)
         if trainer.is_global_zero:
             self.ticket.save(path)
         log_metrics(trainer, {"early_bird/drawn_step": float(step)})

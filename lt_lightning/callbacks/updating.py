@@ -19,6 +19,7 @@ from typing_extensions import override
 from lt_lightning.callbacks._trainer import log_metrics, run_dir
 from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable, on_rank_zero
 from lt_lightning.dynamic import mask_changes, start_at_zero_
+from lt_lightning.layout import TICKETS_DIR
 from lt_lightning.masks import Masks
 from lt_lightning.pruning.spec import PruningSpec
 from lt_lightning.ticket import Ticket
@@ -145,7 +146,7 @@ class MaskUpdateCallback(BaseMaskingCallback):
         super().on_train_end(trainer, pl_module)
         if not self.save_ticket or self.masks is None:
             return
-        self.ticket = os.path.join(self._run_dir, "tickets", f"{self.prefix}_final.pt")
+        self.ticket = os.path.join(self._run_dir, TICKETS_DIR, f"{self.prefix}_final.pt")
         if trainer.is_global_zero:
             metadata = {"method": self.prefix, **self.config(), "step": trainer.global_step,
                         "updates": len(self._updates), "density": self.masks.density(),

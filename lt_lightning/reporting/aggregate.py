@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from lt_lightning.analysis.verdicts import compare, lowest_matching_density
+from lt_lightning.layout import RUN_CONFIG
 from lt_lightning.records import BRANCHES_DIR, RESULT_FILE, RoundRecord, default_mode, load_history, read_result
 
 #: Config keys that may differ between the runs of one experiment: the seed and where outputs go.
@@ -75,7 +76,7 @@ def read_runs(paths: Sequence[str | os.PathLike]) -> list[Run]:
     runs = []
     for path in paths:
         path = os.fspath(path)
-        config_file = os.path.join(path, "config.yaml")
+        config_file = os.path.join(path, RUN_CONFIG)
         config = None
         history = load_history(path)  # names the folder when it holds no history
         if os.path.isfile(config_file):

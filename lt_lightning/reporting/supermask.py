@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from lt_lightning.analysis.verdicts import student_t_quantile
+from lt_lightning.layout import TICKETS_DIR
 from lt_lightning.records import HISTORY_FILE, default_mode
 from lt_lightning.reporting.summary import accuracy_metric
 
 #: Where a SupermaskCallback run's ticket lies in its log dir, and where a CSVLogger writes the logged scalars.
-TICKET = os.path.join("tickets", "supermask.pt")
+TICKET = os.path.join(TICKETS_DIR, "supermask.pt")
 METRICS_FILE = "metrics.csv"
 FIGURE = "supermask_accuracy_vs_density.png"
 #: Arguments of the callback that name a variant, besides the method, when they differ between the runs reported.
