@@ -237,12 +237,12 @@ def test_an_experiment_killed_with_sigkill_resumes_its_training_from_the_checkpo
 
 
 @pytest.mark.slow
-def test_the_processes_launcher_trains_what_local_trains(done, tmp_path):
+@pytest.mark.parametrize("launcher", [["--launcher", "processes", "--workers", "2"],
+                                      ["--launcher", "submitit", "--cluster", "local"]])
+def test_other_launchers_train_what_local_trains(done, tmp_path, launcher):
     config, finished, _ = done
     out = tmp_path / "out"
-    started = time.perf_counter()
-    assert _experiment(config, out, "--launcher", "processes", "--workers", "2") == 0
-    assert time.perf_counter() - started < 600
+    assert _experiment(config, out, *launcher) == 0
     for seed, result in _results(out).items():
         assert result.train_steps == 20
         assert result.final["val_acc"] == pytest.approx(_results(finished)[seed].final["val_acc"], abs=0.02)
