@@ -10,7 +10,7 @@ From one LightningCLI config with an ``IMPCallback`` (the YAML ``lt-lightning fi
 3. the report across the seeds (``lt-lightning report``), written by the command.
 
 Every stage goes through a launcher, so the seeds (and then all their controls) train in parallel where the launcher
-allows. A training done is never run again: running the experiment again does only what is missing, and a training
+allows; on a concurrent one (``processes``) a run's controls start as soon as its IMP run is done. A training done is never run again: running the experiment again does only what is missing, and a training
 killed mid-way goes on from its last checkpoint. Everything is checked before the first training: the config builds
 (module, data, Trainer and callbacks), it has an IMPCallback, the seeds, controls and rounds are allowed.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from lt_lightning.callbacks import IMPCallback
 from lt_lightning.controls import CONTROLS
 from lt_lightning.experiments.branch import DEFAULT_CONTROLS, Branch, plan_branches, write_configs
 from lt_lightning.experiments.configs import check_builds, config_callbacks, config_is, logger_below
-from lt_lightning.experiments.jobs import Job, resumable, run_jobs, write_job
+from lt_lightning.experiments.jobs import Job, JobsFailed, resumable, run_jobs, write_job
 from lt_lightning.experiments.launchers import Launcher, make_launcher
 from lt_lightning.experiments.lmc import read_config
 from lt_lightning.layout import LOGS_DIR, RunLayout, seed_run
@@ -67,15 +68,18 @@ class Experiment:
     def control_seed(self, seed: int) -> int:
         return (seed + CONTROL_SEED_OFFSET) % _MAX_SEED
 
-    def branches(self) -> dict[str, list[Branch]]:
-        """The controls of each run's tickets, by run folder (the IMP runs must be done)."""
-        return {run: plan_branches(run, self.controls, self.rounds, [self.control_seed(seed)])
-                for seed, run in zip(self.seeds, self.runs)}
+    def branches(self, seeds: Sequence[int] | None = None) -> dict[str, list[Branch]]:
+        """The controls of the tickets of each run of ``seeds`` (default: all), by run folder (the IMP runs must be
+        done)."""
+        return {seed_run(self.out, seed): plan_branches(seed_run(self.out, seed), self.controls, self.rounds,
+                                                        [self.control_seed(seed)])
+                for seed in (self.seeds if seeds is None else seeds)}
 
-    def write_branches(self) -> list[Job]:
-        """Write the config of every control not done; return every control's job."""
+    def write_branches(self, seeds: Sequence[int] | None = None) -> list[Job]:
+        """Write the config of every control of the runs of ``seeds`` (default: all) not done; return every one's
+        job."""
         jobs = []
-        for run, branches in self.branches().items():
+        for run, branches in self.branches(seeds).items():
             write_configs(run, [b for b in branches if not b.job.done])
             jobs += [b.job for b in branches]
         return jobs
@@ -149,11 +153,37 @@ def imp_config(config: dict[str, Any], seed: int, folder: str) -> dict[str, Any]
 def run_experiment(experiment: Experiment, launcher: Launcher | None = None,
                    echo: Callable[[str], Any] = print) -> list[str]:
     """Run the IMP seeds not done, then the controls not done, through ``launcher`` (default ``local``); return
-    the run folders. Failures raise :class:`~lt_lightning.experiments.jobs.JobsFailed` once the rest of their stage
-    has run; the controls wait for every IMP run."""
+    the run folders. A run's controls start once its IMP run is done (on a concurrent launcher, while other seeds'
+    IMP runs go on). Failures raise :class:`~lt_lightning.experiments.jobs.JobsFailed` naming every failed
+    training once the others have run."""
     launcher = launcher or make_launcher("local")
-    run_jobs(experiment.imp_jobs, launcher, echo)
-    run_jobs(experiment.write_branches(), launcher, echo)
+    if not launcher.concurrent:
+        run_jobs(experiment.imp_jobs, launcher, echo)
+        run_jobs(experiment.write_branches(), launcher, echo)
+        return experiment.runs
+    failures: dict[Job, str] = {}
+    counts: list[int] = []
+
+    def seed_chain(seed: int) -> None:
+        imp = experiment.imp_job(seed)
+        try:
+            run_jobs([imp], launcher, echo)
+        except JobsFailed as failed:
+            failures.update(failed.failures)
+            counts.append(1)
+            return
+        controls = experiment.write_branches([seed])
+        try:
+            run_jobs(controls, launcher, echo)
+        except JobsFailed as failed:
+            failures.update(failed.failures)
+        counts.append(1 + len(controls))
+
+    with ThreadPoolExecutor(len(experiment.seeds)) as pool:
+        for future in [pool.submit(seed_chain, seed) for seed in experiment.seeds]:
+            future.result()
+    if failures:
+        raise JobsFailed(failures, sum(counts))
     return experiment.runs
 
 

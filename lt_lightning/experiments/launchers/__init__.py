@@ -29,9 +29,12 @@ Finished = Callable[[Job, "str | None", float], Any]
 
 
 class Launcher:
-    """Base of the launchers: ``name`` in the registry, :meth:`run` the stage."""
+    """Base of the launchers: ``name`` in the registry, :meth:`run` the stage. A ``concurrent`` launcher may be
+    given several stages at once from several threads (they share its workers): an experiment then starts a run's
+    controls as soon as that run is done, not once every run is."""
 
     name = "launcher"
+    concurrent = False
 
     def run(self, jobs: Sequence[Job], finished: Finished) -> None:
         raise NotImplementedError

@@ -47,6 +47,7 @@ class ProcessesLauncher(Launcher):
     """``workers`` processes at a time (default: one per visible GPU, else one per core)."""
 
     name = "processes"
+    concurrent = True
 
     def __init__(self, workers: int | None = None) -> None:
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -60,6 +61,11 @@ class ProcessesLauncher(Launcher):
                              f" oversubscribed cores once slowed a run 50x); allowed: 1 to {cores}.")
         self.workers = workers
         self.threads = max(1, cores // workers)
+        # Shared by every stage this launcher runs at once (concurrent): never more than `workers` jobs in all.
+        self._slots: Queue[int] = Queue()
+        for slot in range(workers):
+            self._slots.put(slot)
+        self._lock = threading.Lock()  # one progress line at a time
 
     def _env(self, slot: int) -> dict[str, str]:
         env = {**os.environ, **{name: str(self.threads) for name in _THREAD_VARIABLES}}
@@ -78,13 +84,10 @@ class ProcessesLauncher(Launcher):
         return end(job, error)
 
     def run(self, jobs: Sequence[Job], finished: Finished) -> None:
-        slots: Queue[int] = Queue()
-        for slot in range(self.workers):
-            slots.put(slot)
-        lock = threading.Lock()  # one progress line at a time
+        slots, lock = self._slots, self._lock
 
         def work(job: Job) -> None:
-            slot = slots.get()
+            slot = slots.get()  # waiting threads get slots first come, first served
             started = time.perf_counter()
             try:
                 error = self._one(job, slot)
