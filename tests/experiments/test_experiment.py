@@ -236,6 +236,21 @@ def test_an_experiment_killed_with_sigkill_resumes_its_training_from_the_checkpo
     assert not checkpoint.exists() and not (out / LOCK_FILE).exists()
 
 
+def test_one_seed_failing_leaves_the_others_and_their_controls_trained(tmp_path, capsys):
+    with open(SMOKE) as f:
+        config = yaml.safe_load(f)
+    config["trainer"]["enable_progress_bar"] = False
+    config["trainer"]["callbacks"].append({"class_path": "self_kill.FailForSeed", "init_args": {"seed": 1}})
+    path = tmp_path / "imp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    assert _experiment(str(path), out, "--launcher", "processes", "--workers", "2") == 1
+    err = capsys.readouterr().err
+    assert "1 of 3 trainings failed" in err and "IMP seed 1" in err and "failing on purpose for seed 1" in err
+    assert read_result(out / "seed_0" / "branches" / "reinit" / "round_02" / "seed_1000" / "result.json")[0]
+    assert not (out / "seed_1" / "branches").exists() and not (out / "report").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", [["--launcher", "processes", "--workers", "2"],
                                       ["--launcher", "submitit", "--cluster", "local"]])
