@@ -27,12 +27,13 @@ from lt_lightning.callbacks._trainer import (
     steps_per_epoch,
 )
 from lt_lightning.callbacks.base import BaseMaskingCallback
-from lt_lightning.masks import DEFAULT_TYPES, Masks
+from lt_lightning.masks import DEFAULT_TYPES, Masks, _preview
 from lt_lightning.supermask import (
     BinaryTicket,
     FunctionalActivationCheck,
     SupermaskSpec,
     binarize_activations,
+    frozen_tensors,
     layer_statistics,
     progressive_density,
     set_density,
@@ -55,8 +56,10 @@ class SupermaskCallback(BaseMaskingCallback):
 
     The module and its ``configure_optimizers`` stay as they are: right after ``configure_model`` (before the
     optimizer is built) each prunable weight becomes frozen (``requires_grad=False``) and gets a score tensor, the new
-    trainable parameter, so an optimizer built from ``self.parameters()`` trains the scores (and the biases and norms,
-    as the module has them). The masks are not stored but follow from the scores in every forward, exactly
+    trainable parameter, and every other parameter (biases, norms, embeddings, layers left out) is frozen as the
+    papers do, unless ``train`` names it; so an optimizer built from ``self.parameters()`` trains the scores and
+    nothing else (frozen parameters get no gradient, so weight decay and momentum leave them too). One info line at
+    the start says what trains. The masks are not stored but follow from the scores in every forward, exactly
     ``density`` of each layer; the scores and frozen weights are in the module's ``state_dict``, so Lightning
     checkpoints resume the fit. Weights drawn by ``weight_init`` come from ``seed`` (the same on every rank; DDP
     also broadcasts rank zero's at the start).
@@ -90,6 +93,9 @@ class SupermaskCallback(BaseMaskingCallback):
             ``progressive_epochs`` epochs (0: ``density`` from the start).
         basis: ``"identity"`` or ``"dct"``: the masks select coefficients of the weights in this basis.
         include, exclude, types: which weights get supermasks (see :func:`~lt_lightning.masks.select_parameters`).
+        train: regex searched in parameter names (of the module before the callback changes it): the matching
+            parameters other than the supermasked weights train too, e.g. ``"LayerNorm|classifier"``; ``None``: the
+            scores only.
         seed: seed of the drawn weights and of the initial scores.
         dirpath: folder for the tickets (``None``: the trainer's log dir).
         save_tickets: write the tickets at the end of the fit (``callback.ticket()`` gives one at any time).
@@ -108,6 +114,7 @@ class SupermaskCallback(BaseMaskingCallback):
         include: str | None = None,
         exclude: str | None = None,
         types: list[str] | tuple[str, ...] = DEFAULT_TYPES,
+        train: str | None = None,
         seed: int = 0,
         dirpath: str | None = None,
         save_tickets: bool = True,
@@ -115,7 +122,7 @@ class SupermaskCallback(BaseMaskingCallback):
         super().__init__()
         self.spec = SupermaskSpec(density=density, method=method, allocation=allocation, weight_init=weight_init,
                                   scale_fan=scale_fan, basis=basis, include=include, exclude=exclude, types=types,
-                                  seed=seed)
+                                  seed=seed, train=train)
         check_bool("binary_activations", binary_activations)
         if binary_activations and method == "edge_popup":
             # MPT-1/1 binarizes weights and activations; sign activations over real-valued kept weights is no
@@ -166,11 +173,25 @@ class SupermaskCallback(BaseMaskingCallback):
         swapped = binarize_activations(pl_module) if self.binary_activations else []
         names = self.spec.apply(pl_module)
         self._module = pl_module
-        weights = sum(layer.scores.numel() for layer in supermask_layers(pl_module).values())
-        rank_zero_info(f"lt-lightning: supermask ({self.spec.method}, density {self.spec.density},"
-                       f" {self.spec.allocation}) on {len(names)} layers, {weights:,} weights frozen"
-                       f" (weight_init={self.spec.weight_init!r}) and as many scores trained"
-                       + (f"; {len(swapped)} activation modules binarized" if swapped else "") + ".")
+        rank_zero_info(self._announcement(pl_module, names, swapped))
+
+    def _announcement(self, pl_module: pl.LightningModule, names: list[str], swapped: list[str]) -> str:
+        """What trains, what is frozen: the start-up line."""
+        layers = supermask_layers(pl_module)
+        weights = sum(layer.scores.numel() for layer in layers.values())
+        masked = {id(t) for t in frozen_tensors(pl_module).values()} | {id(layer.scores) for layer in layers.values()}
+        others = [(n, p) for n, p in pl_module.named_parameters() if id(p) not in masked]
+        trained = [n for n, p in others if p.requires_grad]
+        frozen = sum(p.numel() for _, p in others if not p.requires_grad)
+        if trained:
+            also = (f"also trained, as train={self.spec.train!r} matches: {len(trained)} tensors,"
+                    f" {sum(p.numel() for _, p in others if p.requires_grad):,} parameters ({_preview(trained)})")
+        else:
+            also = "nothing else trains (train=REGEX lets named parameters train)"
+        return (f"lt-lightning: supermask ({self.spec.method}, density {self.spec.density}, {self.spec.allocation})"
+                f" on {len(names)} layers: {weights:,} weights frozen (weight_init={self.spec.weight_init!r}) and"
+                f" their {weights:,} scores trained; {also}; {frozen:,} other parameters frozen"
+                + (f"; {len(swapped)} activation modules binarized" if swapped else "") + ".")
 
     @override
     def prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -8,7 +8,7 @@ The Lightning side is :class:`lt_lightning.SupermaskCallback`; everything here a
 >>> net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
 >>> SupermaskSpec(density=0.5, method="biprop", weight_init="signed_constant").apply(net)
 ['0.weight', '2.weight']
->>> optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)  # scores and biases
+>>> optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)  # the scores only
 >>> subnetwork_masks(net).density()
 0.5
 """

@@ -6,8 +6,11 @@ parametrization (``torch.nn.utils.parametrize``) on each weight; the module stay
 
 - ``<layer>.parametrizations.weight.original``: the frozen weights (``requires_grad=False``; in ``basis`` their
   coefficients), drawn by ``weight_init`` from ``seed``;
-- ``<layer>.parametrizations.weight.0.scores``: the scores, the only new trainable parameters: an optimizer built
-  from ``module.parameters()`` afterwards trains them.
+- ``<layer>.parametrizations.weight.0.scores``: the scores, the only trainable parameters: an optimizer built
+  from ``module.parameters()`` afterwards trains them and nothing else.
+
+Every other parameter (biases, norms, embeddings, layers left out of the selection) is frozen too, as the papers
+train nothing but scores; ``train``, a regex searched in parameter names, leaves the matching ones as they were.
 
 Every forward keeps exactly the top ``density`` of ``|scores|`` of each layer (``allocation="layerwise"``) or of all
 layers together (``"global"``), found by :class:`~lt_lightning.supermask.topk.TopK` and computed once per change of
@@ -21,7 +24,7 @@ the scores (validation forwards reuse it). The masks are not stored: they follow
 >>> [round(d, 4) for d in subnetwork_masks(net).layer_densities().values()]
 [0.3, 0.3]
 >>> sorted(n for n, p in net.named_parameters() if p.requires_grad)
-['0.bias', '0.parametrizations.weight.0.scores', '2.bias', '2.parametrizations.weight.0.scores']
+['0.parametrizations.weight.0.scores', '2.parametrizations.weight.0.scores']
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from lt_lightning.masks import DEFAULT_TYPES, Masks, select_parameters
+from lt_lightning.masks import DEFAULT_TYPES, Masks, _preview, select_parameters
+from lt_lightning.pruning.schedule import SCHEDULES
 from lt_lightning.supermask.activations import binarize_activations
 from lt_lightning.supermask.bases import BASES, InBasis, express_in_basis, plain_parameter
 from lt_lightning.supermask.binary import read_ticket
@@ -44,7 +48,7 @@ from lt_lightning.supermask.methods import METHODS, biprop_alpha, masked_weight
 from lt_lightning.supermask.topk import TopK
 from lt_lightning.supermask.weights import WEIGHT_INITS, draw_scores, draw_weight
 from lt_lightning.ticket import Ticket
-from lt_lightning.validation import check_bool, check_density, check_seed, check_selection
+from lt_lightning.validation import check_bool, check_density, check_regex, check_seed, check_selection
 
 Allocation = Literal["layerwise", "global"]
 _ALLOCATIONS = ("layerwise", "global")
@@ -136,6 +140,8 @@ class SupermaskSpec:
             coefficients of the weights in this basis.
         include, exclude, types: which weights are supermasked (:func:`~lt_lightning.masks.select_parameters`).
         seed: seed of the drawn weights and of the initial scores.
+        train: regex searched in the plain module's parameter names: the matching parameters other than the
+            supermasked weights keep training (e.g. ``"LayerNorm|classifier"``); ``None``: only the scores train.
     """
 
     density: float = 0.5
@@ -148,6 +154,7 @@ class SupermaskSpec:
     exclude: str | None = None
     types: Sequence[str] = DEFAULT_TYPES
     seed: int = 0
+    train: str | None = None
 
     def __post_init__(self) -> None:
         check_density("density", self.density)
@@ -162,15 +169,19 @@ class SupermaskSpec:
                              " the module's own: use weight_init='kaiming_normal' or 'signed_constant'.")
         check_selection(self.include, self.exclude, self.types)
         check_seed("seed", self.seed)
+        if self.train is not None:
+            check_regex("train", self.train)
 
     def metadata(self) -> dict[str, Any]:
         """The arguments as plain data (what a ticket records of how its weights were made)."""
         return {"kind": "supermask", "density": self.density, "method": self.method, "allocation": self.allocation,
                 "weight_init": self.weight_init, "scale_fan": self.scale_fan, "basis": self.basis,
-                "include": self.include, "exclude": self.exclude, "types": list(self.types), "seed": self.seed}
+                "include": self.include, "exclude": self.exclude, "types": list(self.types), "seed": self.seed,
+                "train": self.train}
 
     def apply(self, module: nn.Module) -> list[str]:
-        """Make the selected layers of ``module`` supermask layers, in place; returns their weights' names."""
+        """Make the selected layers of ``module`` supermask layers and freeze every other parameter that
+        ``train`` does not match, in place; returns the supermasked weights' names."""
         if supermask_layers(module):
             raise ValueError(f"{type(module).__name__} already has supermask layers: apply a supermask once (a fresh"
                              " fit resumes from a checkpoint instead).")
@@ -178,6 +189,7 @@ class SupermaskSpec:
         owners = [plain_parameter(module, name) for name in names]
         if self.include is None:
             _check_types_have_weights(module, self.types)
+        frozen = self._others_to_freeze(module, names)
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
         shared = _Group(self.density) if self.allocation == "global" else None
         for (owner, attribute) in owners:
@@ -191,8 +203,30 @@ class SupermaskSpec:
             # unsafe: skip parametrize's trial forward, which would select masks before every layer has its scores.
             parametrize.register_parametrization(owner, attribute, Supermask(scores, self.method, self.basis, group),
                                                  unsafe=True)
-            owner.parametrizations[attribute].original.requires_grad_(False)
+            frozen.append(owner.parametrizations[attribute].original)
+        for param in frozen:
+            # A gradient left from before (a forward and backward outside the fit) would still let weight decay and
+            # momentum move the parameter: optimizers skip only parameters whose grad is None.
+            param.requires_grad_(False)
+            param.grad = None
         return names
+
+    def _others_to_freeze(self, module: nn.Module, names: list[str]) -> list[nn.Parameter]:
+        """The parameters outside ``names`` that ``train`` does not match; ``ValueError`` if ``train`` matches a
+        supermasked weight (frozen by definition) or nothing."""
+        others = {n: p for n, p in module.named_parameters() if n not in names}
+        if self.train is None:
+            return list(others.values())
+        pattern = re.compile(self.train)
+        weights = [n for n in names if pattern.search(n)]
+        if weights:
+            raise ValueError(f"train={self.train!r} matches {_preview(weights)}, weights the supermask keeps frozen"
+                             " (it trains their scores instead): name other parameters (biases, norms, a head left"
+                             " out with exclude=), or leave those weights out of the supermask with exclude=.")
+        if not any(pattern.search(n) for n in others):
+            raise ValueError(f"train={self.train!r} matches no parameter of {type(module).__name__} outside the"
+                             f" supermasked weights; they are: {_preview(list(others))}.")
+        return [p for n, p in others.items() if not pattern.search(n)]
 
 
 def supermask_layers(module: nn.Module) -> dict[str, Supermask]:
@@ -304,15 +338,15 @@ def kept_count(density: float, numel: int) -> int:
 
 def progressive_density(density: float, epoch: int, epochs: int) -> float:
     """Biprop's progressive pruning against layer collapse: the density falls from 0.5 to ``density`` over the
-    first ``epochs`` epochs as ``density + (0.5 - density) * (1 - epoch / epochs) ** 3``, then stays (a density
-    above 0.5 is kept from the start).
+    first ``epochs`` epochs as ``density + (0.5 - density) * (1 - epoch / epochs) ** 3`` (the ``"cubic"`` path of
+    ``lt_lightning.pruning.SCHEDULES``), then stays (a density above 0.5 is kept from the start).
 
     >>> [round(progressive_density(0.1, e, 4), 4) for e in range(6)]
     [0.5, 0.2688, 0.15, 0.1063, 0.1, 0.1]
     """
     if epochs <= 0 or epoch >= epochs or density >= 0.5:
         return density
-    return density + (0.5 - density) * (1 - epoch / epochs) ** 3
+    return SCHEDULES["cubic"](epoch / epochs, 0.5, density)
 
 
 
