@@ -259,9 +259,31 @@ class IMPCallback(BaseMaskingCallback):
             self.num_rounds = min(needed, self.rounds) if self.rounds else needed
         else:
             self.num_rounds = self.rounds or 0
+        self._check_collapse_guard(pl_module)
         if self._resumed is not None:
             self._check_resume()
         self._check_run_dir(trainer)
+
+    def _check_collapse_guard(self, pl_module: pl.LightningModule) -> None:
+        """The layer-collapse guard keeps one weight in each layer: a last round keeping fewer weights than there
+        are layers would fail there, after all the training before it."""
+        if self.spec.allow_layer_collapse or not self.num_rounds:
+            return
+        params = dict(pl_module.named_parameters())
+        dense = self.spec.dense_names(self._names)
+        pruned = [n for n in self._names if n not in self._layer_fraction and n not in dense]
+        total = sum(params[n].numel() for n in pruned)
+        if not pruned or round(self._density(self.pruning_fraction, self.num_rounds) * total) >= len(pruned):
+            return
+        fits = max((r for r in range(self.num_rounds) if round(geometric(self.pruning_fraction, r) * total)
+                    >= len(pruned)), default=0)
+        raise ValueError(f"rounds={self.num_rounds} with pruning_fraction={self.pruning_fraction} ends at density"
+                         f" {geometric(self.pruning_fraction, self.num_rounds):.3g}, keeping"
+                         f" {round(geometric(self.pruning_fraction, self.num_rounds) * total)} of {total:,} weights"
+                         f" in {len(pruned)} layers: fewer than the one weight per layer the layer-collapse guard"
+                         " keeps, so the last round would fail after the training before it. Use at most"
+                         f" {fits} rounds (or a higher target_density), a smaller pruning_fraction, or"
+                         " allow_layer_collapse=True.")
 
     def _check_resume(self) -> None:
         assert self._resumed is not None
@@ -517,8 +539,7 @@ class IMPCallback(BaseMaskingCallback):
         # Metrics logged without sync_dist differ between ranks: every rank keeps rank zero's record.
         record = trainer.strategy.broadcast(record, src=0)
         self.history.append(record)
-        if trainer.is_global_zero:
-            self._write(record, pl_module)
+        on_rank_zero(trainer, type(self).__name__, lambda: self._write(record, pl_module))
         for reporter in round_reporters():
             reporter.round_finished(trainer, self.history, self.num_rounds)
 

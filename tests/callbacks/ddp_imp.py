@@ -24,6 +24,13 @@ def rank_seeded(context):
     return {n: torch.rand(p.shape, generator=generator) for n, p in context.parameters().items()}
 
 
+@register_score("fails_on_rank_zero")
+def fails_on_rank_zero(context):
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        raise ValueError("injected failure while pruning")
+    return {n: p.detach().abs() for n, p in context.parameters().items()}
+
+
 def main(out: str, score: str) -> None:
     pl.seed_everything(0, verbose=False)
     imp = IMPCallback(rounds=2, pruning_fraction=0.5, score=score, dirpath=out)

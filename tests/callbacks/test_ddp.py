@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -13,6 +14,19 @@ from lt_lightning.callbacks._trainer import check_strategy
 from lt_lightning.masks import Masks
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "ddp_imp.py")
+
+
+@pytest.mark.ddp
+def test_a_failure_while_pruning_on_rank_zero_stops_every_rank(tmp_path):
+    # Without the rank-zero guard, rank one waits in the broadcast of the masks until the 30-minute DDP timeout.
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, SCRIPT, str(tmp_path), "fails_on_rank_zero"], env=env,
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0 and time.monotonic() - started < 240
+    assert "ValueError: injected failure while pruning" in result.stderr
+    assert "IMPCallback failed on rank zero: ValueError: injected failure while pruning" in result.stderr  # rank one
+    assert not (tmp_path / "rank0.pt").exists() and not (tmp_path / "rank1.pt").exists()
 
 
 @pytest.mark.ddp

@@ -298,3 +298,16 @@ def test_same_basin_distances_and_trained_tickets(tmp_path, datamodule):
 def test_basin_options_are_type_checked():
     with pytest.raises(ValueError, match="same_basin='yes' is not allowed; expected a bool"):
         IMPCallback(same_basin="yes")
+
+
+def test_rounds_below_what_the_collapse_guard_keeps_are_refused_before_the_first_step(tmp_path, datamodule):
+    # 3 layers of 2,720 weights: 0.1 ** 4 keeps 0 weights, 0.1 ** 3 keeps 3, one a layer.
+    trainer = make_trainer(tmp_path, [IMPCallback(rounds=4, pruning_fraction=0.9)], max_steps=4)
+    with pytest.raises(ValueError, match=r"rounds=4 with pruning_fraction=0.9 ends at density 0.0001, keeping 0 of"
+                                         r" 2,720 weights in 3 layers: fewer than the one weight per layer the"
+                                         r" layer-collapse guard keeps, .* Use at most 3 rounds"):
+        trainer.fit(digits_model(), datamodule)
+    assert trainer.global_step == 0
+    imp = IMPCallback(rounds=3, pruning_fraction=0.9)
+    make_trainer(tmp_path / "ok", [imp], max_steps=2).fit(digits_model(), datamodule)
+    assert len(imp.history) == 4 and imp.masks.kept() == 3
