@@ -9,6 +9,7 @@ failed once the others have run. A job's bookkeeping files are :class:`lt_lightn
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -140,7 +141,7 @@ def end(job: Job, error: str | None) -> str | None:
         atomic_write_text(job.files.error, error + "\n")
         return error
     for path in (job.files.started, job.files.checkpoint):
-        if os.path.exists(path):
+        with contextlib.suppress(FileNotFoundError):  # under DDP every rank ends the job: one removes it first
             os.remove(path)
     if os.path.isdir(job.files.resume_dir) and not os.listdir(job.files.resume_dir):
         os.rmdir(job.files.resume_dir)
