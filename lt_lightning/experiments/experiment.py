@@ -10,8 +10,9 @@ From one LightningCLI config with an ``IMPCallback`` (the YAML ``lt-lightning fi
 3. the report across the seeds (``lt-lightning report``), written by the command.
 
 Every stage goes through a launcher, so the seeds (and then all their controls) train in parallel where the launcher
-allows; on a concurrent one (``processes``) a run's controls start as soon as its IMP run is done. A training done is never run again: running the experiment again does only what is missing, and a training
-killed mid-way goes on from its last checkpoint. Everything is checked before the first training: the config builds
+allows; on a concurrent one (``processes``) a run's controls start as soon as its IMP run is done. A training done
+is never run again: running the experiment again does only what is missing, and a training killed mid-way goes on
+from its last checkpoint. Everything is checked before the first training: the config builds
 (module, data, Trainer and callbacks), it has an IMPCallback, the seeds, controls and rounds are allowed.
 """
 
