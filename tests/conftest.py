@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import lightning.pytorch as pl
 import pytest
@@ -16,6 +17,16 @@ collect_ignore_glob = ["callbacks/ddp_*.py", "conformance/ddp_*.py"]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def run_cli(argv):
+    """``lt-lightning ARGV`` in this process; its exit status. ``sys.argv`` is cleared meanwhile: LightningCLI warns
+    when it is given arguments and the process has a command line of its own (pytest's)."""
+    from lt_lightning.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["lt-lightning"])
+        return main(argv)
 
 
 def digits_model(**kwargs) -> Classifier:

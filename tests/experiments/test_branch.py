@@ -6,23 +6,16 @@ import os
 import re
 import shlex
 import shutil
-import sys
 
 import pytest
 import yaml
+from conftest import run_cli as _main
 
-from lt_lightning.cli import main
 from lt_lightning.records import read_history, read_result
 from lt_lightning.ticket import load_ticket
 
 CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "configs")
 LINE = re.compile(r"^branch (\d+)/(\d+): (\w+) round (\d\d) seed (\d+): val_acc (\d\.\d+), [\d.e-]+ s$")
-
-
-def _main(argv):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["lt-lightning"])  # LightningCLI warns when given args and a command line
-        return main(argv)
 
 
 @pytest.fixture(scope="module")

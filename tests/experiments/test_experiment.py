@@ -15,20 +15,14 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 import yaml
+from conftest import run_cli as _main
 
-from lt_lightning.cli import main
 from lt_lightning.layout import LOCK_FILE, RUN_CONFIG
 from lt_lightning.records import read_history, read_result
 
 CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "configs")
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(CONFIGS, "digits_smoke.yaml")  # IMP, rounds 0-2, 20 steps each, seed_everything 0
-
-
-def _main(argv):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["lt-lightning"])  # LightningCLI warns when given args and a command line
-        return main(argv)
 
 
 def _quiet_config(tmp_path, **trainer):

@@ -14,19 +14,13 @@ import time
 import pytest
 import torch
 import yaml
+from conftest import run_cli as _main
 
-from lt_lightning.cli import main
 from lt_lightning.experiments.jobs import CHECKPOINT_EVERY
 from lt_lightning.records import read_result
 
 CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "configs")
 STEPS = 3 * CHECKPOINT_EVERY  # a branch's length: long enough to be killed between two checkpoints
-
-
-def _main(argv):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["lt-lightning"])  # LightningCLI warns when given args and a command line
-        return main(argv)
 
 
 @pytest.fixture

@@ -10,19 +10,13 @@ import sys
 
 import pytest
 import yaml
+from conftest import run_cli as _main
 
-from lt_lightning.cli import main
 from lt_lightning.experiments.launchers.processes import cpu_cores, visible_gpus
 
 CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "configs")
 SMOKE = os.path.abspath(os.path.join(CONFIGS, "digits_smoke.yaml"))
 COMMANDS = ("branch", "instability", "rewind-search")
-
-
-def _main(argv):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["lt-lightning"])  # LightningCLI warns when given args and a command line
-        return main(argv)
 
 
 @pytest.fixture(scope="module")

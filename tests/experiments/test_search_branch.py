@@ -4,21 +4,13 @@ controls of their tickets, and running the search again leaves them as they are.
 from __future__ import annotations
 
 import os
-import sys
 
-import pytest
 import yaml
+from conftest import run_cli as _main
 
-from lt_lightning.cli import main
 from lt_lightning.records import read_result
 
 CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "configs")
-
-
-def _main(argv):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["lt-lightning"])  # LightningCLI warns when given args and a command line
-        return main(argv)
 
 
 def test_branch_trains_controls_of_a_rewind_search_imp_run(tmp_path, capsys):

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
+from conftest import run_cli as _main
 
 from lt_lightning.analysis.verdicts import compare
-from lt_lightning.cli import main
 from lt_lightning.records import read_history, read_result
 
 pytest.importorskip("matplotlib")
 CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "configs")
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def _main(argv):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["lt-lightning"])
-        return main(argv)
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,14 @@ from __future__ import annotations
 import math
 import os
 import statistics
-import sys
 
 import lightning.pytorch as pl
 import pytest
 from conftest import digits_model, make_trainer
+from conftest import run_cli as _main
 from lightning.pytorch.loggers import CSVLogger
 
 from lt_lightning import IMPCallback, SupermaskCallback
-from lt_lightning.cli import main
 from lt_lightning.reporting.supermask import (
     FIGURE,
     final_metrics,
@@ -28,12 +27,6 @@ from lt_lightning.zoo import DigitsDataModule
 pytest.importorskip("matplotlib")
 PNG = b"\x89PNG\r\n\x1a\n"
 T_975_DF1 = 12.706204736  # Student t, two-sided 95%, one degree of freedom (two runs)
-
-
-def _main(argv):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["lt-lightning"])
-        return main(argv)
 
 
 def _fit(root, name, seed, **kwargs):
