@@ -76,11 +76,7 @@ def plan_branches(
     run_dir = os.path.abspath(os.fspath(run_dir))
     history = load_history(run_dir)
     config = run_config(run_dir)
-    if not controls:
-        raise ValueError(f"no controls given; known controls: {sorted(CONTROLS)}.")
-    for control in controls:
-        if control not in CONTROLS:
-            raise ValueError(f"unknown control {control!r}; known controls: {sorted(CONTROLS)}.")
+    check_controls(controls)
     run_seed = config.get("seed_everything")
     run_seed = run_seed if isinstance(run_seed, int) and not isinstance(run_seed, bool) else None
     seeds = list(dict.fromkeys(seeds)) if seeds is not None else [((run_seed or 0) + 1) % _MAX_SEED]
@@ -106,6 +102,16 @@ def plan_branches(
             branches += [Branch(control, round_, seed, ticket, RunLayout(run_dir).branch(control, round_, seed))
                          for seed in seeds]
     return branches
+
+
+def check_controls(controls: Sequence[str]) -> tuple[str, ...]:
+    """The controls, each once; ``ValueError`` for none or an unknown one, listing the known controls."""
+    if not controls:
+        raise ValueError(f"no controls given; known controls: {sorted(CONTROLS)}.")
+    for control in controls:
+        if control not in CONTROLS:
+            raise ValueError(f"unknown control {control!r}; known controls: {sorted(CONTROLS)}.")
+    return tuple(dict.fromkeys(controls))
 
 
 def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:

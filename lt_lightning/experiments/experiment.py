@@ -28,17 +28,16 @@ from typing import Any
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lt_lightning.callbacks import IMPCallback
-from lt_lightning.controls import CONTROLS
-from lt_lightning.experiments.branch import DEFAULT_CONTROLS, Branch, plan_branches, write_configs
+from lt_lightning.experiments.branch import DEFAULT_CONTROLS, Branch, check_controls, plan_branches, write_configs
 from lt_lightning.experiments.configs import check_builds, config_callbacks, config_is, logger_below
 from lt_lightning.experiments.jobs import Job, JobsFailed, resumable, run_jobs, write_job
 from lt_lightning.experiments.launchers import Launcher, make_launcher
 from lt_lightning.experiments.lmc import read_config
 from lt_lightning.layout import LOGS_DIR, RunLayout, seed_run
+from lt_lightning.validation import SEED_RANGE, check_seed
 
 #: A run's controls are seeded this much above its own seed (never the run's own seed, distinct across runs).
 CONTROL_SEED_OFFSET = 1000
-_MAX_SEED = 2**32
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ class Experiment:
         return [self.imp_job(seed) for seed in self.seeds]
 
     def control_seed(self, seed: int) -> int:
-        return (seed + CONTROL_SEED_OFFSET) % _MAX_SEED
+        return (seed + CONTROL_SEED_OFFSET) % SEED_RANGE
 
     def branches(self, seeds: Sequence[int] | None = None) -> dict[str, list[Branch]]:
         """The controls of the tickets of each run of ``seeds`` (default: all), by run folder (the IMP runs must be
@@ -103,12 +102,7 @@ def plan_experiment(
         raise ValueError(f"{os.fspath(config)!r} configures no IMPCallback: an experiment runs IMP once per seed; add"
                          " lt_lightning.IMPCallback (and RewindCallback) to trainer.callbacks.")
     seeds = _check_seeds(seeds)
-    controls = tuple(dict.fromkeys(controls))
-    if not controls:
-        raise ValueError(f"no controls given; known controls: {sorted(CONTROLS)}.")
-    for control in controls:
-        if control not in CONTROLS:
-            raise ValueError(f"unknown control {control!r}; known controls: {sorted(CONTROLS)}.")
+    controls = check_controls(controls)
     rounds = None if rounds is None else tuple(dict.fromkeys(_check_rounds(loaded, rounds)))
     experiment = Experiment(experiment_out(config, out), seeds, controls, rounds)
     configs = {seed: imp_config(loaded, seed, seed_run(experiment.out, seed)) for seed in seeds}
@@ -201,8 +195,7 @@ def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
     if not seeds:
         raise ValueError("no seeds given: an experiment runs IMP once per seed (e.g. --seeds 0 1 2).")
     for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _MAX_SEED:
-            raise ValueError(f"seed {seed!r} is not allowed; seeds are integers in [0, 2**32).")
+        check_seed("seed", seed)
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds {list(seeds)} repeat one: each seed is one run of the experiment; give distinct seeds.")
     return tuple(seeds)
