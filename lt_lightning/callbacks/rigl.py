@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lt_lightning.callbacks.updating import MaskUpdateCallback
@@ -50,15 +50,16 @@ class RigLCallback(MaskUpdateCallback):
 
     Args:
         density: fraction of the prunable weights kept, in (0, 1).
-        distribution: ``"erk"`` or ``"uniform"`` layer densities. ERK gives small layers higher densities; a density
-            at which it would give a layer more than 1 is refused unless ``allow_dense_layers``.
+        distribution: ``"erk"`` or ``"uniform"`` layer densities. ERK gives small layers higher densities; a layer
+            it would give more than 1 is kept dense (see ``allow_dense_layers``).
         update_every: optimizer steps between mask updates, >= 1.
         drop_fraction: fraction of each layer's kept weights rewired by an update at step 0 (decayed by a cosine to
             0 at ``stop``), in (0, 1).
         stop: fraction of training (of ``trainer.estimated_stepping_batches``) after which the masks stay fixed, in
             (0, 1).
-        allow_dense_layers: where ERK would give a layer a density above 1, keep that layer dense and scale the
-            others up so that ``density`` of all prunable weights is kept (RigL's reference code does this).
+        allow_dense_layers: where ERK would give a layer a density above 1 (a small classifier head), keep that
+            layer dense and scale the others up so that ``density`` of all prunable weights is kept, as RigL's
+            reference code does, saying so in one info line; ``False`` refuses such a density before training.
         keep_dense: regex of prunable parameters kept dense (e.g. the first layer); ``density`` applies to the others.
         include, exclude, types: which parameters are prunable (see :func:`lt_lightning.masks.select_parameters`).
         dirpath: folder of ``tickets/<method>_final.pt`` (final masks and weights); default: the trainer's log dir.
@@ -77,7 +78,7 @@ class RigLCallback(MaskUpdateCallback):
         update_every: int = 100,
         drop_fraction: float = 0.3,
         stop: float = 0.75,
-        allow_dense_layers: bool = False,
+        allow_dense_layers: bool = True,
         keep_dense: str | None = None,
         include: str | None = None,
         exclude: str | None = None,
@@ -138,8 +139,24 @@ class RigLCallback(MaskUpdateCallback):
     @override
     def initial_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Masks:
         generator = torch.Generator().manual_seed(self.spec.seed)
-        return self.spec.prune(ScoreContext(pl_module, Masks.dense(pl_module, self._names), generator=generator),
-                               self.density)
+        masks = self.spec.prune(ScoreContext(pl_module, Masks.dense(pl_module, self._names), generator=generator),
+                                self.density)
+        if self.distribution == "erk":
+            self._announce_dense_layers(pl_module, masks)
+        return masks
+
+    def _announce_dense_layers(self, pl_module: pl.LightningModule, masks: Masks) -> None:
+        """Name the layers ERK kept dense (beyond ``keep_dense``): the user asked for ``density`` everywhere."""
+        kept_dense = set(self.spec.dense_names(self._names))
+        full = [n for n, d in masks.layer_densities().items() if d == 1.0 and n not in kept_dense]
+        if not full:
+            return
+        params = dict(pl_module.named_parameters())
+        layers = ", ".join(f"{n} ({'x'.join(map(str, params[n].shape))})" for n in full)
+        rank_zero_info(f"lt-lightning: {type(self).__name__} keeps {len(full)} layer(s) dense that ERK at"
+                       f" density={self.density} would give a density above 1, as RigL's reference code does: {layers};"
+                       f" the other layers are scaled up, overall density {masks.density():.4f}"
+                       " (allow_dense_layers=False refuses such a density instead).")
 
     @override
     def is_update_step(self, step: int) -> bool:

@@ -50,5 +50,5 @@ def check_erk_fits(shapes: Mapping[str, Sequence[int]], density: float) -> None:
     raise ValueError(f"density={density} is too high for distribution='erk': ERK would give layer {widest!r}"
                      f" ({'x'.join(map(str, shapes[widest]))}) a density of {density / limit:.3g}, above 1. ERK fits"
                      f" every layer up to density={limit:.4g}; use a lower density, distribution='uniform', keep_dense= for"
-                     " that layer (dense, with density applying to the others), or allow_dense_layers=True (RigL's"
-                     " rule: such layers are kept dense and the others' densities scaled up to keep density).")
+                     " that layer (dense, with density applying to the others), or allow_dense_layers=True (the"
+                     " default, RigL's rule: such layers are kept dense and the others scaled up to keep density).")

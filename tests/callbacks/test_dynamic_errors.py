@@ -61,10 +61,11 @@ def test_early_bird_arguments_checked_at_construction(kwargs, needle):
 
 
 def test_erk_that_cannot_fit_a_layer(tmp_path, datamodule):
-    _fit_raises(tmp_path, datamodule, [RigLCallback(density=0.5)],
+    _fit_raises(tmp_path, datamodule, [RigLCallback(density=0.5, allow_dense_layers=False)],
                 r"density=0.5 is too high for distribution='erk': ERK would give layer 'model.out.weight' \(10x16\) a"
                 r" density of 1.3, above 1. ERK fits every layer up to density=0.3846; use a lower density,"
-                r" distribution='uniform', keep_dense= for that layer .*, or allow_dense_layers=True")
+                r" distribution='uniform', keep_dense= for that layer .*, or allow_dense_layers=True \(the"
+                r" default")
 
 
 def test_two_mask_changing_callbacks_are_refused_naming_both(tmp_path, datamodule):

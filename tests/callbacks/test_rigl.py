@@ -2,6 +2,7 @@
 grown weights and their optimizer state at zero, logging, the final ticket, DDP and bitwise resume."""
 
 import csv
+import logging
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 import torch
 from conftest import digits_model, make_trainer
 from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DataLoader, TensorDataset
 
 from lt_lightning import PruneAtInitCallback, RigLCallback, SETCallback, load_ticket
 from lt_lightning.dynamic import cosine_drop_fraction
@@ -223,7 +225,7 @@ def test_resume_with_other_arguments_is_refused(tmp_path):
 
 @pytest.mark.parametrize(("class_path", "init_args"), [
     ("lt_lightning.RigLCallback", {"density": 0.2, "distribution": "uniform", "update_every": 50, "keep_dense": "out"}),
-    ("lt_lightning.SETCallback", {"density": 0.05, "allow_dense_layers": True}),
+    ("lt_lightning.SETCallback", {"density": 0.05, "allow_dense_layers": False}),
     ("lt_lightning.GMPCallback", {"final": 0.2, "start": "1ep", "end": "500it", "every": 50}),
     ("lt_lightning.EarlyBirdCallback", {"density": 0.1, "every": "2ep", "stop": False}),
 ])
@@ -240,3 +242,64 @@ def test_callbacks_are_written_in_yaml(class_path, init_args):
     for name, value in init_args.items():
         held = getattr(callback, name) if hasattr(callback, name) else getattr(callback.spec, name)
         assert held == (Step.parse(value) if isinstance(held, Step) else value), name
+
+
+class TinyBertClassifier(pl.LightningModule):
+    """A HuggingFace BERT classifier from a config (no download): its head is 2 x 64, which ERK at density 0.1 would
+    give a density of 1.81."""
+
+    def __init__(self):
+        super().__init__()
+        from transformers import BertConfig, BertForSequenceClassification
+
+        torch.manual_seed(0)
+        self.bert = BertForSequenceClassification(BertConfig(
+            vocab_size=40, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+            max_position_embeddings=16, num_labels=2))
+
+    def training_step(self, batch, batch_idx):
+        ids, labels = batch
+        return self.bert(input_ids=ids, labels=labels).loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+
+def _token_batches():
+    generator = torch.Generator().manual_seed(0)
+    ids, labels = torch.randint(0, 40, (32, 12), generator=generator), torch.randint(0, 2, (32,), generator=generator)
+    return DataLoader(TensorDataset(ids, labels), batch_size=8)
+
+
+@pytest.mark.parametrize("cls", [RigLCallback, SETCallback])
+def test_erk_keeps_a_small_classifier_head_dense_and_says_so(tmp_path, cls, caplog):
+    pytest.importorskip("transformers")
+    callback = cls(density=0.1, update_every=1)
+    with caplog.at_level(logging.INFO):
+        make_trainer(tmp_path, [callback], max_steps=4, logger=False).fit(TinyBertClassifier(), _token_batches())
+    densities = callback.masks.layer_densities()
+    assert len(densities) == 14 and [n for n, d in densities.items() if d == 1.0] == ["bert.classifier.weight"]
+    assert callback.masks.density() == pytest.approx(0.1, abs=1e-4)  # the asked density, over all 69,760 weights
+    assert len(callback.updates) == 2  # steps 1 and 2, before stop=0.75 of 4
+    lines = [r.getMessage() for r in caplog.records if "would give a density above 1" in r.getMessage()]
+    assert lines == [f"lt-lightning: {cls.__name__} keeps 1 layer(s) dense that ERK at density=0.1 would give a"
+                     " density above 1, as RigL's reference code does: bert.classifier.weight (2x64); the other layers"
+                     " are scaled up, overall density 0.1000 (allow_dense_layers=False refuses such a density"
+                     " instead)."]
+
+
+def test_erk_refuses_a_dense_head_when_asked(tmp_path):
+    pytest.importorskip("transformers")
+    model = TinyBertClassifier()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match=r"density=0.1 is too high for distribution='erk': ERK would give layer"
+                                         r" 'bert.classifier.weight' \(2x64\) a density of 1.81, above 1"):
+        make_trainer(tmp_path, [RigLCallback(density=0.1, allow_dense_layers=False)], max_steps=4,
+                     logger=False).fit(model, _token_batches())
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_no_info_line_when_erk_fits_every_layer(tmp_path, datamodule, caplog):
+    with caplog.at_level(logging.INFO):
+        _fit(tmp_path, RigLCallback(density=0.1, update_every=10), datamodule)
+    assert not [r for r in caplog.records if "would give a density above 1" in r.getMessage()]
