@@ -28,6 +28,10 @@ _HOOK_REPARAMETRIZED = ("weight_v", "weight_orig")
 
 _FORMAT = "lt-lightning-masks/1"
 
+# torch.compile wraps a module in an OptimizedModule that holds it as ``_orig_mod``: a component of the names of the
+# compiled module's tensors, and of no plain module's.
+_COMPILED = "_orig_mod"
+
 
 def _type_names(module: nn.Module) -> set[str]:
     return {cls.__name__ for cls in type(module).__mro__}
@@ -36,6 +40,48 @@ def _type_names(module: nn.Module) -> set[str]:
 def _preview(names: Sequence[str], limit: int = 8) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def plain_name(name: str) -> str:
+    """``name`` without the ``_orig_mod`` components that ``torch.compile`` adds: masks and tickets name tensors as
+    the plain module does, so that they apply to the module compiled or not.
+
+    >>> plain_name("net._orig_mod.0.weight"), plain_name("0.weight")
+    ('net.0.weight', '0.weight')
+    """
+    return ".".join(part for part in name.split(".") if part != _COMPILED)
+
+
+def named_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
+    """``module``'s parameters by :func:`plain_name`, in ``named_parameters()`` order.
+
+    >>> list(named_parameters(torch.compile(nn.Linear(2, 1), backend="eager")))
+    ['weight', 'bias']
+    """
+    return {plain_name(n): p for n, p in module.named_parameters()}
+
+
+def plain_state_dict(module: nn.Module) -> dict[str, Tensor]:
+    """``module.state_dict()`` with keys by :func:`plain_name` (the tensors are the module's own); a plain module's
+    as it is (with the versions ``load_state_dict`` reads)."""
+    state = module.state_dict()
+    if all(plain_name(k) == k for k in state):
+        return state
+    return {plain_name(k): v for k, v in state.items()}
+
+
+def load_plain_state_dict(module: nn.Module, state: Mapping[str, Tensor], *, strict: bool = True) -> None:
+    """``module.load_state_dict(state)`` for a ``state`` keyed by plain names (or by the module's own): a state
+    saved from a plain module loads into its compiled copy and the other way round."""
+    own = {plain_name(k): k for k in module.state_dict()}
+    if any(own.get(plain_name(k), k) != k for k in state):
+        state = {own.get(plain_name(k), k): v for k, v in state.items()}
+    module.load_state_dict(state, strict=strict)
+
+
+def tensor_names(module: nn.Module) -> dict[str, str]:
+    """The module's own name of each parameter and buffer, by plain name: the keys ``functional_call`` needs."""
+    return {plain_name(n): n for n, _ in [*module.named_parameters(), *module.named_buffers()]}
 
 
 def linear_like_weights(module: nn.Module, types: Sequence[str] = DEFAULT_TYPES) -> tuple[dict[int, str], list[str]]:
@@ -50,6 +96,7 @@ def linear_like_weights(module: nn.Module, types: Sequence[str] = DEFAULT_TYPES)
         kinds = _type_names(sub)
         if not kinds & set(types):
             continue
+        prefix = plain_name(prefix)
         where = f"{prefix}." if prefix else ""
         attributes = next((names for kind, names in _WEIGHT_NAMES.items() if kind in kinds), ("weight",))
         for attribute in attributes:
@@ -89,7 +136,8 @@ def select_parameters(
     :data:`DEFAULT_TYPES`; a weight under ``weight_norm``/``spectral_norm`` through its stored tensor). A weight
     shared by several modules (a Linear head tied to an embedding) has one name, the first in
     ``named_parameters()``. ``include`` is a regex searched in parameter names that *replaces* the type rule (any
-    parameter may be chosen); ``exclude`` is a regex that removes names from either rule.
+    parameter may be chosen); ``exclude`` is a regex that removes names from either rule. Names are plain
+    (:func:`plain_name`): those of a module under ``torch.compile`` are the plain module's.
 
     >>> net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
     >>> select_parameters(net)
@@ -98,7 +146,7 @@ def select_parameters(
     ['0.weight']
     """
     chosen, _ = linear_like_weights(module, types)
-    named = list(module.named_parameters())
+    named = list(named_parameters(module).items())
     all_names = [name for name, _ in named]
     if include is not None:
         pattern = re.compile(include)
@@ -130,7 +178,7 @@ def selection_notes(module: nn.Module, names: Sequence[str], types: Sequence[str
     chosen, notes = linear_like_weights(module, types)
     # A weight left dense by the type rule may still be pruned through its stored tensors (include=...).
     notes = [n for n in notes if not any(name.startswith(n.split(" tensors ")[-1].split("*")[0]) for name in names)]
-    canonical = {id(p): n for n, p in module.named_parameters()}
+    canonical = {id(p): n for n, p in named_parameters(module).items()}
     for ident, where in chosen.items():
         if canonical.get(ident) not in (where, None) and canonical[ident] in names:
             notes.append(f"{where} is the same tensor as {canonical[ident]} (tied): it is pruned as"
@@ -165,7 +213,7 @@ class Masks(Mapping[str, Tensor]):
     @classmethod
     def dense(cls, module: nn.Module, names: Sequence[str]) -> Masks:
         """All-``True`` masks for ``names`` of ``module`` (on the parameters' devices)."""
-        params = dict(module.named_parameters())
+        params = named_parameters(module)
         return cls({n: torch.ones_like(params[n], dtype=torch.bool) for n in names})
 
     def __getitem__(self, name: str) -> Tensor:
@@ -223,7 +271,7 @@ class Masks(Mapping[str, Tensor]):
 
     def check(self, module: nn.Module) -> None:
         """Raise ``ValueError`` naming the first parameter that is missing from ``module`` or has another shape."""
-        params = dict(module.named_parameters())
+        params = named_parameters(module)
         missing = [n for n in self if n not in params]
         if missing:
             raise ValueError(
@@ -241,7 +289,7 @@ class Masks(Mapping[str, Tensor]):
     def apply_(self, module: nn.Module) -> None:
         """Zero the pruned weights of ``module`` in place."""
         self.check(module)
-        params = dict(module.named_parameters())
+        params = named_parameters(module)
         for name, mask in self.items():
             params[name].mul_(mask.to(device=params[name].device, dtype=params[name].dtype))
 
@@ -302,7 +350,7 @@ class MaskEnforcer:
 
     def __init__(self, module: nn.Module, masks: Masks) -> None:
         masks.check(module)
-        params = dict(module.named_parameters())
+        params = named_parameters(module)
         groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
         for name, mask in masks.items():
             param = params[name]

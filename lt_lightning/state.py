@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from lt_lightning.files import atomic_torch_save
+from lt_lightning.masks import load_plain_state_dict, named_parameters, plain_state_dict
 from lt_lightning.step import Step, StepLike
 
 #: State files hold a Snapshot. Like Lightning checkpoints they are read with ``weights_only=False`` (scheduler states
@@ -73,14 +74,14 @@ class Snapshot:
         return cls(
             step=step,
             epoch=epoch,
-            model=to_cpu(model.state_dict()),
+            model=to_cpu(plain_state_dict(model)),
             optimizers=[to_cpu(o.state_dict()) for o in optimizers],
             schedulers=[to_cpu(s.state_dict()) for s in schedulers],
         )
 
     def restore_model(self, model: nn.Module) -> None:
         """Load the weights and buffers into ``model`` in place (the tensors keep their devices)."""
-        model.load_state_dict(self.model)
+        load_plain_state_dict(model, self.model)
 
     def restore_optimizers(self, optimizers: Sequence[torch.optim.Optimizer], *, keep_buffers: bool = False) -> None:
         """Load optimizer states. ``keep_buffers`` keeps per-parameter state (momentum, Adam moments, step) and
@@ -123,7 +124,7 @@ def relative_distance(module: nn.Module, start: Mapping[str, torch.Tensor], mask
     >>> relative_distance(lin, start, {"weight": torch.tensor([[True, True]])})
     0.1
     """
-    params = dict(module.named_parameters())
+    params = named_parameters(module)
     diff = norm = 0.0
     for name, mask in masks.items():
         param = params[name].detach()

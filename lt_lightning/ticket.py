@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from lt_lightning.files import atomic_torch_save
-from lt_lightning.masks import Masks, select_parameters
+from lt_lightning.masks import Masks, load_plain_state_dict, plain_state_dict, select_parameters
 from lt_lightning.pruning.prune import check_regex
 
 _FORMAT = "lt-lightning-ticket/1"
@@ -63,7 +63,7 @@ class Ticket:
 
     def check(self, module: nn.Module) -> None:
         """Raise ``ValueError`` if the ticket does not fit ``module``'s architecture, naming the first mismatch."""
-        own = module.state_dict()
+        own = plain_state_dict(module)
         missing = [k for k in self.state_dict if k not in own]
         extra = [k for k in own if k not in self.state_dict]
         if missing or extra:
@@ -83,11 +83,12 @@ class Ticket:
         """Load the ticket into ``module`` in place and return its masks.
 
         ``weights=False`` keeps the module's own weights and only zeroes the pruned ones: the randomly
-        re-initialised control of Frankle & Carbin.
+        re-initialised control of Frankle & Carbin. Names are plain (no ``torch.compile`` ``_orig_mod.``): a
+        ticket of a compiled module applies to the plain one and the other way round.
         """
         self.check(module)
         if weights:
-            module.load_state_dict(self.state_dict)
+            load_plain_state_dict(module, self.state_dict)
         self.masks.apply_(module)
         return self.masks
 
@@ -116,7 +117,7 @@ class Ticket:
         its own values of ['head.weight', 'head.bias'].
         """
         state, masks, source = self._renamed(rename, exclude)
-        own = module.state_dict()
+        own = plain_state_dict(module)
         unknown = [name for name in state if name not in own]
         if unknown:
             raise ValueError(
@@ -146,7 +147,7 @@ class Ticket:
             told += [f"the module keeps its own values of {own_values[:8]}"] if own_values else []
             warnings.warn("; ".join(told) + ".", TransferWarning, stacklevel=2)
         if weights:
-            module.load_state_dict(state, strict=False)
+            load_plain_state_dict(module, state, strict=False)
         transferred.apply_(module)
         return transferred
 

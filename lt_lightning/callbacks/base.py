@@ -28,7 +28,7 @@ from typing_extensions import override
 
 from lt_lightning.callbacks._trainer import check_strategy, log_metrics, runs_in_launched_processes
 from lt_lightning.files import atomic_torch_save
-from lt_lightning.masks import MaskEnforcer, Masks, selection_notes
+from lt_lightning.masks import MaskEnforcer, Masks, named_parameters, selection_notes
 
 T = TypeVar("T")
 
@@ -239,7 +239,7 @@ def on_rank_zero(trainer: pl.Trainer, who: str, compute: Callable[[], T]) -> T |
 def announce_prunable(pl_module: pl.LightningModule, names: list[str], types: Sequence[str]) -> None:
     """Say once what densities count (the prunable tensors and their share of all parameters), and warn about
     Linear-like weights left dense or tied to others."""
-    params = dict(pl_module.named_parameters())
+    params = named_parameters(pl_module)
     total = sum(p.numel() for p in params.values())
     prunable = sum(params[n].numel() for n in names)
     rank_zero_info(f"lt-lightning: {len(names)} prunable tensors, {prunable:,} of {total:,} parameters"

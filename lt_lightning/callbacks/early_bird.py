@@ -16,7 +16,7 @@ from lt_lightning.callbacks._trainer import log_metrics, run_dir, steps_per_epoc
 from lt_lightning.callbacks.base import BaseMaskingCallback, on_rank_zero
 from lt_lightning.dynamic import MaskSettling
 from lt_lightning.layout import TICKETS_DIR
-from lt_lightning.masks import DEFAULT_TYPES, Masks
+from lt_lightning.masks import DEFAULT_TYPES, Masks, plain_state_dict
 from lt_lightning.pruning import ScoreContext
 from lt_lightning.pruning.spec import PruningSpec
 from lt_lightning.state import to_cpu
@@ -130,7 +130,7 @@ class EarlyBirdCallback(Callback):
                 raise ValueError(f"EarlyBirdCallback draws its ticket on the weights of step 0, but this fit resumes at"
                                  f" step {trainer.global_step} from a checkpoint without them (it was written without"
                                  " an EarlyBirdCallback): start the fit from step 0.")
-            self._initial = to_cpu(pl_module.state_dict())
+            self._initial = to_cpu(plain_state_dict(pl_module))
 
     @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:

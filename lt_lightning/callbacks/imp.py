@@ -29,7 +29,7 @@ from lt_lightning.callbacks import _trainer as lt_trainer
 from lt_lightning.callbacks._trainer import TrainingLength, log_metrics, run_dir, schedulers, steps_per_epoch
 from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable, on_rank_zero
 from lt_lightning.callbacks.rewind import RewindCallback
-from lt_lightning.masks import DEFAULT_TYPES, Masks
+from lt_lightning.masks import DEFAULT_TYPES, Masks, named_parameters, plain_state_dict
 from lt_lightning.pruning import ScoreContext, geometric
 from lt_lightning.pruning.schedule import SCHEDULES, check_schedule
 from lt_lightning.pruning.scores import SCORES, check_score
@@ -253,7 +253,7 @@ class IMPCallback(BaseMaskingCallback):
         self._names = names
         announce_prunable(pl_module, names, self.spec.types)
         if self.target_density is not None:
-            params = dict(pl_module.named_parameters())
+            params = named_parameters(pl_module)
             needed = rounds_to_target({n: params[n].numel() for n in names}, self.pruning_fraction,
                                       self.target_density, self._layer_fraction, self.spec.dense_names(names))
             self.num_rounds = min(needed, self.rounds) if self.rounds else needed
@@ -269,7 +269,7 @@ class IMPCallback(BaseMaskingCallback):
         are layers would fail there, after all the training before it."""
         if self.spec.allow_layer_collapse or not self.num_rounds:
             return
-        params = dict(pl_module.named_parameters())
+        params = named_parameters(pl_module)
         dense = self.spec.dense_names(self._names)
         pruned = [n for n in self._names if n not in self._layer_fraction and n not in dense]
         total = sum(params[n].numel() for n in pruned)
@@ -545,7 +545,7 @@ class IMPCallback(BaseMaskingCallback):
 
     def _basin(self, pl_module: pl.LightningModule) -> dict[str, float]:
         """Distances of the round's trained prunable weights to the trained dense network and the previous round."""
-        params = dict(pl_module.named_parameters())
+        params = named_parameters(pl_module)
         trained = {n: params[n].detach().to("cpu", copy=True) for n in self._names}
         self._ends.setdefault("dense", trained)
         basin = {}
@@ -559,7 +559,7 @@ class IMPCallback(BaseMaskingCallback):
         assert self.masks is not None and self._rewind is not None and self.timeline is not None
         write_history(os.path.join(self._run_dir, HISTORY_FILE), self.history, run=self._run_id)
         if record.trained_ticket is not None:
-            Ticket.from_state(pl_module.state_dict(), self.masks, {"round": record.round, "trained": True,
+            Ticket.from_state(plain_state_dict(pl_module), self.masks, {"round": record.round, "trained": True,
                                                                     "run": self._run_id}).save(record.trained_ticket)
         if record.ticket is not None:
             assert self._rewind.snapshot is not None

@@ -12,7 +12,7 @@ from typing_extensions import override
 
 from lt_lightning.callbacks.base import BaseMaskingCallback
 from lt_lightning.controls import CONTROLS, NEEDS_INIT, init_file, make_control
-from lt_lightning.masks import Masks
+from lt_lightning.masks import Masks, plain_state_dict
 from lt_lightning.ticket import Ticket, load_ticket
 from lt_lightning.validation import check_bool, check_regex, check_seed, check_selection
 
@@ -88,7 +88,7 @@ class MaskingCallback(BaseMaskingCallback):
         if self.control is not None:
             source = init_file(self.control, ticket, self.ticket)
             # The module as given to the fit: built (and seeded) by the user, not yet trained.
-            init = load_ticket(source).state_dict if source is not None else pl_module.state_dict()
+            init = load_ticket(source).state_dict if source is not None else plain_state_dict(pl_module)
             if source is None and self.control in NEEDS_INIT and _same_kept_weights(init, ticket):
                 raise ValueError(
                     f"the module given to the fit holds the ticket's own weights at every kept position, so control"

@@ -21,7 +21,7 @@ from lt_lightning.dynamic import (
     cosine_drop_fraction,
     is_update_step,
 )
-from lt_lightning.masks import DEFAULT_TYPES, Masks
+from lt_lightning.masks import DEFAULT_TYPES, Masks, named_parameters
 from lt_lightning.pruning import ScoreContext
 from lt_lightning.pruning.spec import PruningSpec
 from lt_lightning.validation import check_bool, check_fraction, check_int, check_seed
@@ -119,7 +119,7 @@ class RigLCallback(MaskUpdateCallback):
         for optimizer in trainer.optimizers:
             check_resettable(optimizer, type(self).__name__)
         if self.distribution == "erk" and not self.allow_dense_layers:
-            params = dict(pl_module.named_parameters())
+            params = named_parameters(pl_module)
             dense = set(self.spec.dense_names(self._names))
             check_erk_fits({n: tuple(params[n].shape) for n in self._names if n not in dense}, self.density)
 
@@ -151,7 +151,7 @@ class RigLCallback(MaskUpdateCallback):
         full = [n for n, d in masks.layer_densities().items() if d == 1.0 and n not in kept_dense]
         if not full:
             return
-        params = dict(pl_module.named_parameters())
+        params = named_parameters(pl_module)
         layers = ", ".join(f"{n} ({'x'.join(map(str, params[n].shape))})" for n in full)
         rank_zero_info(f"lt-lightning: {type(self).__name__} keeps {len(full)} layer(s) dense that ERK at"
                        f" density={self.density} would give a density above 1, as RigL's reference code does: {layers};"
@@ -169,7 +169,7 @@ class RigLCallback(MaskUpdateCallback):
         # Before the base class may zero pruned gradients (when clipping): the update needs them dense.
         if (self.updater in NEEDS_GRADIENTS and trainer.is_global_zero and self.masks is not None
                 and self.is_update_step(trainer.global_step + 1)):
-            params = dict(pl_module.named_parameters())
+            params = named_parameters(pl_module)
             self._grads = {n: params[n].grad.detach().clone() if params[n].grad is not None
                            else torch.zeros_like(params[n]) for n in self.masks}
         super().on_before_optimizer_step(trainer, pl_module, optimizer)
@@ -184,7 +184,7 @@ class RigLCallback(MaskUpdateCallback):
                                " was the optimizer stepped outside Lightning (manual optimization without"
                                " self.optimizers())?")
         fraction = cosine_drop_fraction(step, self.drop_fraction, self._stop_step)
-        params = dict(pl_module.named_parameters())
+        params = named_parameters(pl_module)
         generator = torch.Generator().manual_seed((self.spec.seed << 32) + step)
         masks, _ = UPDATERS[self.updater](self.masks, {n: params[n] for n in self.masks}, grads, fraction, generator)
         return masks, {"drop_fraction": fraction}

@@ -27,7 +27,7 @@ from lt_lightning.callbacks._trainer import (
     steps_per_epoch,
 )
 from lt_lightning.callbacks.base import BaseMaskingCallback
-from lt_lightning.masks import DEFAULT_TYPES, Masks, _preview
+from lt_lightning.masks import DEFAULT_TYPES, Masks, _preview, named_parameters
 from lt_lightning.supermask import (
     BinaryTicket,
     FunctionalActivationCheck,
@@ -180,7 +180,7 @@ class SupermaskCallback(BaseMaskingCallback):
         layers = supermask_layers(pl_module)
         weights = sum(layer.scores.numel() for layer in layers.values())
         masked = {id(t) for t in frozen_tensors(pl_module).values()} | {id(layer.scores) for layer in layers.values()}
-        others = [(n, p) for n, p in pl_module.named_parameters() if id(p) not in masked]
+        others = [(n, p) for n, p in named_parameters(pl_module).items() if id(p) not in masked]
         trained = [n for n, p in others if p.requires_grad]
         frozen = sum(p.numel() for _, p in others if not p.requires_grad)
         if trained:

@@ -15,6 +15,7 @@ from typing_extensions import override
 from lt_lightning.callbacks import _trainer as lt_trainer
 from lt_lightning.callbacks._trainer import TrainingLength, schedulers, steps_per_epoch
 from lt_lightning.callbacks.base import BaseMaskingCallback
+from lt_lightning.masks import plain_state_dict
 from lt_lightning.state import Snapshot, load_snapshot, save_snapshot, to_cpu
 
 
@@ -98,7 +99,7 @@ class TrainFromCallback(Callback):
                                " (EarlyStopping, max_time?); its end weights are not written.")
         if self.save_to is not None and trainer.is_global_zero:
             save_snapshot(Snapshot(step=self._length_steps, epoch=trainer.current_epoch,
-                                   model=to_cpu(pl_module.state_dict())), self.save_to)
+                                   model=to_cpu(plain_state_dict(pl_module))), self.save_to)
         trainer.strategy.barrier("TrainFromCallback")  # every rank may read save_to once the fit returns
 
     @override
@@ -109,7 +110,7 @@ class TrainFromCallback(Callback):
 def check_state(module: torch.nn.Module, state: dict[str, Any], where: str) -> None:
     """``ValueError`` unless ``state`` has the entries and shapes of ``module.state_dict()``, naming the first
     difference and ``where`` the state comes from."""
-    own = module.state_dict()
+    own = plain_state_dict(module)
     missing, extra = [k for k in own if k not in state], [k for k in state if k not in own]
     if missing or extra:
         raise ValueError(f"the state from {where} does not fit {type(module).__name__}: it lacks {missing[:5]} and"

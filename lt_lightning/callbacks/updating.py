@@ -20,7 +20,7 @@ from lt_lightning.callbacks._trainer import log_metrics, run_dir
 from lt_lightning.callbacks.base import BaseMaskingCallback, announce_prunable, on_rank_zero
 from lt_lightning.dynamic import mask_changes, start_at_zero_
 from lt_lightning.layout import TICKETS_DIR
-from lt_lightning.masks import Masks
+from lt_lightning.masks import Masks, named_parameters, plain_state_dict
 from lt_lightning.pruning.spec import PruningSpec
 from lt_lightning.ticket import Ticket
 from lt_lightning.validation import check_bool
@@ -130,7 +130,7 @@ class MaskUpdateCallback(BaseMaskingCallback):
         changes = mask_changes(old, new)
         grown = {n: new[n] & ~old[n] for n, count in changes["grown"].items() if count}
         # Every rank resets its own optimizer state, at the positions of rank zero's masks.
-        start_at_zero_(dict(pl_module.named_parameters()), grown, trainer.optimizers)
+        start_at_zero_(named_parameters(pl_module), grown, trainer.optimizers)
         record = {"step": step, **trainer.strategy.broadcast(extra, src=0), **changes,
                   "mask_overlap": new.overlap(old), "density": new.density()}
         self._updates.append(record)
@@ -151,7 +151,7 @@ class MaskUpdateCallback(BaseMaskingCallback):
             metadata = {"method": self.prefix, **self.config(), "step": trainer.global_step,
                         "updates": len(self._updates), "density": self.masks.density(),
                         "layer_density": self.masks.layer_densities(), "trained": True}
-            Ticket.from_state(pl_module.state_dict(), self.masks, metadata).save(self.ticket)
+            Ticket.from_state(plain_state_dict(pl_module), self.masks, metadata).save(self.ticket)
 
     # ------------------------------------------------------------------ checkpoints
     @override

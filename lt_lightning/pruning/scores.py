@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from lt_lightning.masks import Masks
+from lt_lightning.masks import Masks, named_parameters, tensor_names
 from lt_lightning.registry import Registry
 
 
@@ -37,7 +37,7 @@ class ScoreContext:
 
     def parameters(self) -> dict[str, nn.Parameter]:
         """The masked parameters, by name."""
-        params = dict(self.module.named_parameters())
+        params = named_parameters(self.module)
         return {name: params[name] for name in self.masks}
 
 
@@ -186,7 +186,8 @@ def synflow(context: ScoreContext) -> dict[str, Tensor]:
     masked = _masked_weights(context, dtype=torch.float64, transform=torch.abs)
     state = {name: t.detach().abs().double() if t.is_floating_point() else t
              for name, t in [*module.named_parameters(), *module.named_buffers()]}
-    state.update(masked)
+    own = tensor_names(module)  # functional_call takes a compiled module's own names
+    state.update({own[name]: w for name, w in masked.items()})
     # Ones in the input's own dtype for integer inputs (token ids: token 1 everywhere), float64 for the others.
     def ones_like(x: Tensor) -> Tensor:
         dtype = torch.float64 if x.is_floating_point() else x.dtype
@@ -274,7 +275,8 @@ def _loss(context: ScoreContext, weights: Mapping[str, Tensor], batch: Any) -> T
     were; the module's own parameters are never written."""
     assert context.loss_fn is not None
     state = {f"module.{name}": buf.clone() for name, buf in context.module.named_buffers()}
-    state.update({f"module.{name}": w for name, w in weights.items()})
+    own = tensor_names(context.module)  # functional_call takes a compiled module's own names
+    state.update({f"module.{own[name]}": w for name, w in weights.items()})
     loss = functional_call(_LossOf(context.module, context.loss_fn), state, (batch,))
     if not isinstance(loss, Tensor) or loss.numel() != 1:
         raise ValueError(f"loss_fn must return a scalar tensor; it returned {loss!r}.")
