@@ -11,14 +11,19 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from lt_lightning.reporting.aggregate import Aggregate
 from lt_lightning.reporting.summary import accuracy_metric
 
 _DPI = 120
 _MAX_TICKS = 12
+#: Past this many prunable layers the layer-density figure is a heat map: lines and a legend stop being readable.
+MAX_LAYER_LINES = 20
+_ROW_INCHES = 0.14  # a heat map row: room for a 7-point layer name
 
 
 def _figure(height: float = 4.2) -> Figure:
@@ -115,9 +120,12 @@ def write_verdict_plot(result: Aggregate, out_dir: str) -> str:
 
 
 def plot_layer_density(history: Sequence[dict[str, Any]]) -> Figure:
-    """Density of each prunable layer, and of all of them together, per round (log scale)."""
+    """Density of each prunable layer, and of all of them together, per round (log scale): a line per layer, or past
+    :data:`MAX_LAYER_LINES` layers (a ViT's 50) a heat map, one row per layer."""
     rounds = [r["round"] for r in history]
     layers = list(history[0].get("layer_density", {}))
+    if len(layers) > MAX_LAYER_LINES:
+        return _layer_density_heat_map(history, rounds, layers)
     fig = _figure()
     ax = fig.add_subplot()
     for layer in layers:
@@ -128,6 +136,30 @@ def plot_layer_density(history: Sequence[dict[str, Any]]) -> Figure:
     ax.set_title("Density per layer")
     _round_axis(ax, rounds)
     fig.legend(loc="outside right upper", fontsize="small")
+    return fig
+
+
+def _layer_density_heat_map(history: Sequence[dict[str, Any]], rounds: Sequence[int], layers: Sequence[str]
+                            ) -> Figure:
+    """Layers x rounds, density as a logarithmic colour; the first row is all prunable weights together."""
+    rows = ["all prunable weights", *layers]
+    values = [[r["density"] for r in history]]
+    values += [[r["layer_density"].get(layer, math.nan) for r in history] for layer in layers]
+    kept = [v for row in values for v in row if v > 0]  # a collapsed layer (density 0) has no place on a log scale
+    fig = Figure(figsize=(7, 1.6 + _ROW_INCHES * len(rows)), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(values, aspect="auto", interpolation="nearest", norm=LogNorm(min(kept, default=1.0), 1.0),
+                      cmap=colormaps["viridis"].with_extremes(bad="lightgrey"))
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.get_yticklabels()[0].set_fontweight("bold")
+    ax.axhline(0.5, color="white", linewidth=2)
+    step = max(1, math.ceil(len(rounds) / _MAX_TICKS))
+    ax.set_xticks(range(0, len(rounds), step), [str(r) for r in rounds[::step]])
+    ax.set_xlabel("round")
+    ax.set_title(f"Density per layer ({len(layers)} layers; grey: no weight kept or no value)")
+    bar = fig.colorbar(image, ax=ax, label="density (fraction of weights kept, log scale)")
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.3g}"))
+    bar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:.2g}"))
     return fig
 
 

@@ -68,3 +68,45 @@ def test_write_plots_writes_pngs(tmp_path):
     for path in paths:
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_layer_density_of_a_vit_is_a_heat_map_with_a_row_per_layer(tmp_path):
+    """timm's ViT-Tiny (random weights, built offline): 50 prunable layers, too many for lines and a legend."""
+    timm = pytest.importorskip("timm")
+    import torch
+
+    from lt_lightning.masks import Masks
+    from lt_lightning.pruning import ScoreContext
+    from lt_lightning.pruning.spec import PruningSpec
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False)
+    spec = PruningSpec()
+    names, _ = spec.resolve(vit)
+    assert len(names) == 50
+    history, masks = [], Masks.dense(vit, names)
+    for r in range(5):
+        if r:
+            masks = spec.prune(ScoreContext(vit, masks), 0.6 ** r)
+            masks.apply_(vit)
+        history.append({"round": r, "density": masks.density(), "layer_density": masks.layer_densities(),
+                        "final": {"val_acc": 0.5}, "best": {}, "mask_overlap": None, "distance_from_rewind": None})
+    fig = plot_layer_density(history)
+    ax, colorbar = fig.axes
+    assert not [line for line in ax.get_lines() if not line.get_label().startswith("_")]  # no line per layer
+    assert ax.get_legend() is None and fig.legends == []
+    (image,) = ax.get_images()
+    assert image.get_array().shape == (51, 5)  # all prunable weights, then one row per layer; one column per round
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["all prunable weights", *names] and labels[1] == "patch_embed.proj.weight"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "3", "4"] and ax.get_xlabel() == "round"
+    assert image.get_array()[0].tolist() == pytest.approx([h["density"] for h in history])
+    assert image.get_array()[1 + names.index("head.weight")][-1] == pytest.approx(history[-1]["layer_density"]["head.weight"])
+    assert "log scale" in colorbar.get_ylabel() and image.norm.vmax == 1.0
+    assert fig.get_size_inches()[1] > 51 * 0.1  # a readable row per layer
+    # A few layers keep their lines.
+    assert len(plot_layer_density(imp_history()).axes[0].get_lines()) == 3
+    # What lt-lightning report writes: the heat map as layer_density.png.
+    assert str(tmp_path / "layer_density.png") in write_plots(history, str(tmp_path))
+    with open(tmp_path / "layer_density.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
