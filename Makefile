@@ -3,10 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
+# -qq: pip's warnings (an index location it skips, setuptools' note on editable installs) say nothing about the
+# project; errors still show, and a failed install stops make.
 $(VENV)/.installed-%: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e ".[$*]"
+	$(PIP) install -qq --upgrade pip
+	$(PIP) install -qq -e ".[$*]"
 	touch $@
 
 .PHONY: demo test lint bench clean
