@@ -101,3 +101,13 @@ def test_imp_on_a_lightning_module_with_a_compiled_submodule(tmp_path, datamodul
     fresh = digits_model()
     tickets[-1].apply(fresh)  # a ticket of the compiled module trains the plain one
     assert fresh.model.out.weight.count_nonzero() == tickets[-1].masks["model.out.weight"].sum()
+
+
+def test_interpolating_a_compiled_module_between_plain_states():
+    from lt_lightning.analysis.lmc import interpolate
+
+    plain, compiled, other = _pair()
+    curve = interpolate(compiled, plain.state_dict(), other.state_dict(),
+                        lambda m: {"w": float(m.stem.weight[0, 0])}, points=3)
+    ends = float(plain.stem.weight[0, 0]), float(other.stem.weight[0, 0])
+    assert [p["w"] for p in curve] == pytest.approx([ends[0], sum(ends) / 2, ends[1]])

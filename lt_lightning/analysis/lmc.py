@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from lt_lightning.masks import Masks
+from lt_lightning.masks import Masks, plain_state_dict
 
 __all__ = [
     "cosine_similarity",
@@ -252,7 +252,8 @@ def interpolate(
     if isinstance(points, bool) or not isinstance(points, int) or points < 2:
         raise ValueError(f"points={points!r} must be an int >= 2 (the two endpoints at least).")
     _check_states(state_a, state_b)
-    targets = module.state_dict()  # detached tensors that share memory with the module's parameters and buffers
+    # Detached tensors that share memory with the module's parameters and buffers, by plain name (as tickets).
+    targets = plain_state_dict(module)
     _check_same_keys(targets, state_a, (f"the module ({type(module).__name__})", "state_a"))
     for key, target in targets.items():
         for label, state in (("state_a", state_a), ("state_b", state_b)):
