@@ -108,7 +108,7 @@ METHODS = [
         lambda root: [RigLCallback(density=0.2, update_every=4, stop=0.9, dirpath=root)],
         density=0.2, steps=16, resume_at=6,  # updates at 4, 8, 12
         refused_in_init=(lambda: RigLCallback(update_every=0), "update_every=0 is not allowed"),
-        refused_at_fit=(lambda root: [RigLCallback(density=0.9, dirpath=root)], "ERK"),
+        refused_at_fit=(lambda root: [RigLCallback(density=0.9, allow_dense_layers=False, dirpath=root)], "ERK"),
     ),
     Method(
         "set",
