@@ -21,10 +21,12 @@ trained ticket (30 points), beside the dense network's own instability at that k
 
     python examples/late_rewinding.py run --seeds 0 --recipes sgd     # one chunk: one seed of one recipe
     python examples/late_rewinding.py report                          # tables (OUT/*.md) and plots from what ran
+    python examples/late_rewinding.py report --basin sgd:0 --basin-rounds 1 4  # barriers of two tickets only
     python examples/late_rewinding.py run --quick --out /tmp/lr_quick # a smoke test with tiny trainings
 
-A training whose output exists is not run again (``run`` goes on where it stopped). ``--workers 2`` runs two
-trainings at a time (one torch thread each) through the ``processes`` launcher.
+A training whose output exists is not run again (``run`` goes on where it stopped); nor is a path of the barriers
+(each curve is written beside its IMP run, under ``basin/``, so a ``report`` cut short goes on where it stopped).
+``--workers 2`` runs two trainings at a time (one torch thread each) through the ``processes`` launcher.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import yaml
@@ -62,6 +66,7 @@ from lt_lightning.analysis.lmc import cosine_similarity, l2_distance  # noqa: E4
 from lt_lightning.cli import main as lt_lightning  # noqa: E402
 from lt_lightning.experiments.configs import quiet_console as quiet  # noqa: E402
 from lt_lightning.experiments.lmc import instability, rewind_search, validation_evaluator  # noqa: E402
+from lt_lightning.files import atomic_write_text  # noqa: E402
 from lt_lightning.records import load_history, read_result  # noqa: E402
 from lt_lightning.state import load_snapshot  # noqa: E402
 from lt_lightning.ticket import load_ticket  # noqa: E402
@@ -75,6 +80,7 @@ TICKET_ROUNDS = (2, 4)  # the tickets whose own instability is measured (16% and
 MATCH = 0.002  # a ticket matches at most 0.2 points above dense (rewind_search's default eps)
 SCALES = ((1, 2), (1, 3), (100, 2), (100, 2))  # interval() scale and digits: L2, cosine, barrier, rise
 IMP = {"rounds": 4, "pruning_fraction": 0.6, "allocation": "global", "same_basin": True, "save_trained": True}
+BASIN_RUNS = ("sgd:0", "sgd:100", "warmup:0", "low:0")  # the IMP runs (recipe:k) whose tickets the report compares
 ANCHORS = """Published, for comparison:
 - Frankle et al. 2020 (Linear Mode Connectivity and the Lottery Ticket Hypothesis), Fig. 5/Table 1: IMP tickets of
   ResNet-20 and VGG-16 (CIFAR-10) rewound to k = 0 do not match dense at 16.8% / 1.5% of the weights; rewound to
@@ -221,7 +227,7 @@ def densities(runs: list[list[Any]]) -> list[str]:
     return [f"{100 * runs[0][r].density:.3g}%" for r in range(1, IMP["rounds"] + 1)]
 
 
-def report(out: str, seeds: list[int]) -> None:
+def report(out: str, seeds: list[int], basin_runs: list[tuple[str, int]], basin_rounds: list[int]) -> None:
     open(os.path.join(out, "late_rewinding.md"), "w").close()
     rows, curves = [], {}
     header = None
@@ -251,8 +257,8 @@ def report(out: str, seeds: list[int]) -> None:
     text += ticket_instability_text(out, seeds)
     publish(out, "late_rewinding", "Late rewinding and stable recipes: instability and IMP tickets against k", text)
     plot_rescue(out, curves, header, len(seeds))
-    basin(out, seeds)
-    reinit_report(out, seeds)
+    reinit_report(out, seeds)  # before the barriers: it only reads results, the barriers evaluate 30 points a path
+    basin(out, seeds, basin_runs, basin_rounds)
 
 
 def ticket_instability_text(out: str, seeds: list[int]) -> str:
@@ -311,50 +317,103 @@ def plot_rescue(out: str, curves: dict[str, list[Any]], header: list[str], n: in
     save(fig, os.path.join(out, "late_rewinding.png"))
 
 
-def basin(out: str, seeds: list[int]) -> None:
-    """Trained tickets against the trained dense network, per recipe at k = 0 (and SGD at k = 100)."""
-    runs = [(recipe, k) for recipe, k in (("sgd", 0), ("sgd", 100), ("warmup", 0), ("low", 0))
+def measured_curve(path: str, state_a: Any, state_b: Any, evaluator: Callable[[], Any]) -> list[Any]:
+    """The curve along the path from ``state_a`` to ``state_b``, read from ``path`` when a report has measured it;
+    otherwise measured (``POINTS`` points, each a validation) and written there."""
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    module, evaluate = evaluator()
+    curve = interpolate(module, state_a, state_b, evaluate, POINTS)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_text(path, json.dumps(curve))
+    return curve
+
+
+def basin(out: str, seeds: list[int], basin_runs: list[tuple[str, int]], rounds: list[int]) -> None:
+    """Trained tickets of ``rounds`` against the trained dense network, per IMP run (recipe, k) of ``basin_runs``."""
+    runs = [(recipe, k) for recipe, k in basin_runs
             if histories(out, recipe, seeds, k) is not None and searches(out, recipe, seeds) is not None]
-    if not runs:
+    if not runs or not rounds:
         return
-    config = recipe_config("sgd", seeds[0], None)
-    module = Classifier(**config["model"]["init_args"])
-    data = SmallFashionMNIST(**config["data"]["init_args"])
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False)
-    evaluate = validation_evaluator(trainer, module, data)
-    rows = []
+
+    @cache  # built on the first path no report has measured yet
+    def evaluator() -> tuple[Any, Any]:
+        config = recipe_config("sgd", seeds[0], None)
+        module = Classifier(**config["model"]["init_args"])
+        data = SmallFashionMNIST(**config["data"]["init_args"])
+        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                            enable_model_summary=False, enable_checkpointing=False)
+        return module, validation_evaluator(trainer, module, data)
+
+    rows, curves, density = [], {}, {}
     for recipe, k in runs:
         per_round: dict[int, list[tuple[float, float, float, float]]] = {}
         reference = []
         for seed, history in zip(seeds, histories(out, recipe, seeds, k)):
+            cache_dir = os.path.join(imp_dir(out, recipe, seed, k), "basin")
             dense = load_ticket(history[0].trained_ticket).state_dict
-            for record in history[1:]:
-                curve = interpolate(module, dense, load_ticket(record.trained_ticket).state_dict, evaluate, POINTS)
-                per_round.setdefault(record.round, []).append(
+            for r in rounds:
+                record = history[r]
+                print(f"--- basin: {recipe} k = {k}, seed {seed}, round {r}", flush=True)
+                curve = measured_curve(os.path.join(cache_dir, f"round_{r:02d}.json"), dense,
+                                       load_ticket(record.trained_ticket).state_dict, evaluator)
+                curves.setdefault((recipe, k, r), []).append(curve)
+                per_round.setdefault(r, []).append(
                     (record.basin["l2_to_dense"], record.basin["cosine_to_dense"], error_barrier(curve, "val_err"),
                      excess(curve)))
             # Reference: the dense network trained from the same state at k with another data order.
             copy_end = os.path.join(search_dir(out, recipe, seed), f"step_{k}it", f"copy_seed{copy_seeds(seed)[0]}",
                                     "end.pt")
             other = load_snapshot(copy_end).model
-            curve = interpolate(module, dense, other, evaluate, POINTS)
+            curve = measured_curve(os.path.join(cache_dir, "dense_other_order.json"), dense, other, evaluator)
+            curves.setdefault((recipe, k, 0), []).append(curve)
             names = list(history[0].layer_density)
             reference.append((l2_distance(dense, other, names), cosine_similarity(dense, other, names),
                               error_barrier(curve, "val_err"), excess(curve)))
         history = histories(out, recipe, seeds, k)[0]
         for r, values in per_round.items():
+            density[(recipe, k, r)] = history[r].density
             rows.append([LABELS[recipe], k, f"{100 * history[r].density:.3g}%",
                          *(interval([v[i] for v in values], *scale) for i, scale in enumerate(SCALES))])
         rows.append([LABELS[recipe], k, "dense, other data order",
                      *(interval([v[i] for v in reference], *scale) for i, scale in enumerate(SCALES))])
     text = table(["recipe", "k", "trained ticket", "L2 to trained dense", "cosine to trained dense",
                   "error barrier to trained dense (points)", "rise above the worse end (points)"], rows)
-    text += ("\n\nDistances over the prunable weights (`same_basin=True`); the path runs from the trained dense"
-             " network to the trained ticket (its pruned weights going linearly to 0), 30 points. Last row of each"
-             " recipe: the dense network trained from the same state at k with another data order (the first copy"
-             " of the instability analysis at k), against the trained dense network.")
+    text += (f"\n\nDistances over the prunable weights (`same_basin=True`); the path runs from the trained dense"
+             f" network to the trained ticket (its pruned weights going linearly to 0), {POINTS} points. Last row of"
+             " each recipe: the dense network trained from the same state at k with another data order (the first"
+             " copy of the instability analysis at k), against the trained dense network. Barrier: the highest error"
+             " on the path minus the mean of its ends; rise: minus the worse end.")
     publish(out, "late_rewinding", "Where the tickets end up: trained tickets against the trained dense network", text)
+    plot_basin(out, runs, rounds, curves, density, len(seeds))
+
+
+def plot_basin(out: str, runs: list[tuple[str, int]], rounds: list[int], curves: dict[tuple[str, int, int], Any],
+               density: dict[tuple[str, int, int], float], n: int) -> None:
+    """Val error along the paths from the trained dense network, one panel per IMP run: mean over seeds with 95%
+    intervals, per ticket and for the dense network trained with another data order."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6 * len(runs) + 0.6, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(runs), squeeze=False, sharey=True)[0]
+    for ax, (recipe, k) in zip(axes, runs):
+        for r in [0, *rounds]:
+            per_seed = curves[(recipe, k, r)]
+            alphas = [p["alpha"] for p in per_seed[0]]
+            stats = [mean_half([c[i]["val_err"] for c in per_seed]) for i in range(len(alphas))]
+            label = "dense, other data order" if r == 0 else f"ticket at {100 * density[(recipe, k, r)]:.3g}% of weights"
+            line, = ax.plot(alphas, [m for m, _ in stats], "k--" if r == 0 else "o-", markersize=3, label=label)
+            ax.fill_between(alphas, [m - h for m, h in stats], [m + h for m, h in stats], color=line.get_color(),
+                            alpha=0.2)
+        ax.set_title(f"{LABELS[recipe]}, IMP rewound to k = {k}", fontsize="medium")
+        ax.set_xlabel("alpha (0: trained dense network, 1: the other end)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small")
+    axes[0].set_ylabel("val error (%)")
+    fig.suptitle(f"Conv-2, 7x7 Fashion-MNIST, 600 steps: linear paths from the trained dense network ({n} seeds,"
+                 " 95% intervals)", fontsize="medium")
+    save(fig, os.path.join(out, "late_rewinding_basin.png"))
 
 
 def reinit_report(out: str, seeds: list[int]) -> None:
@@ -400,14 +459,28 @@ def reinit_report(out: str, seeds: list[int]) -> None:
         ax.errorbar(x, [p[2][0] for p in points], yerr=[p[2][1] for p in points], fmt="s--", color=color, capsize=4,
                     mfc="none", label=f"{LABELS[recipe]}: reinitialized")
     ax.set_xscale("log")
+    ticks = [p[0] for p in next(iter(series.values()))]
+    ax.set_xticks(ticks, [f"{d:.3g}" for d in ticks])
+    ax.minorticks_off()
     ax.invert_xaxis()
+    ax.set_ylim(0, 100)  # three seeds' t-intervals of a control at chance on some seeds reach past 100%
     ax.set_xlabel("% weights remaining")
     ax.set_ylabel("val error (%)")
-    ax.set_title(f"Conv-2, 7x7 Fashion-MNIST: ticket vs. reinit at two learning rates ({len(seeds)} seeds)",
-                 fontsize="medium")
+    ax.axhline(90, color="grey", linestyle=":", label="chance (10 classes)")
+    ax.set_title(f"Conv-2, 7x7 Fashion-MNIST, SGD (momentum 0.9), 600 steps: IMP ticket (k = 0) vs. reinit\n"
+                 f"at two learning rates ({len(seeds)} seeds, 95% intervals)", fontsize="medium")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="center left")
     save(fig, os.path.join(out, "lr_jackpot.png"))
+
+
+def basin_run(text: str) -> tuple[str, int]:
+    """``RECIPE:K`` (``sgd:0``) as ``("sgd", 0)``, for ``--basin``."""
+    recipe, _, k = text.partition(":")
+    if recipe not in KS or not k.isdigit() or int(k) not in KS[recipe]:
+        allowed = ", ".join(f"{r}:{k}" for r, ks in KS.items() for k in ks)
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IMP run of this script; allowed: {allowed}")
+    return recipe, int(k)
 
 
 def main() -> None:
@@ -420,6 +493,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="trainings at a time (processes launcher)")
     parser.add_argument("--out", default=os.path.join("lt_logs", "late_rewinding"))
     parser.add_argument("--quick", action="store_true", help="a smoke test: tiny trainings, numbers meaningless")
+    parser.add_argument("--basin", nargs="*", type=basin_run, default=[basin_run(r) for r in BASIN_RUNS],
+                        metavar="RECIPE:K", help="report: the IMP runs whose trained tickets are compared with the"
+                        f" trained dense network, barriers included (default: {' '.join(BASIN_RUNS)}; none: skip)")
+    parser.add_argument("--basin-rounds", nargs="+", type=int, default=list(range(1, IMP["rounds"] + 1)),
+                        choices=range(1, IMP["rounds"] + 1), metavar="ROUND",
+                        help="report: the IMP rounds whose tickets --basin compares (default: every round)")
     args = parser.parse_args()
     quiet(1)
     for message in ("LightningCLI's args parameter", ".*smaller than the logging interval", ".*holds weights only"):
@@ -428,7 +507,7 @@ def main() -> None:
     if args.command == "run":
         run(args.out, args.recipes, args.seeds, args.quick, args.workers, args.ks)
     else:
-        report(args.out, args.seeds)
+        report(args.out, args.seeds, args.basin, args.basin_rounds)
     print(ANCHORS)
 
 
