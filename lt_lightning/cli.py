@@ -307,8 +307,12 @@ def report(run_dirs: str | Sequence[str], out: str | None = None, metric: str | 
     compared = [write_verdict_plot(verdicts, out)] if verdicts is not None else []
     page = os.path.join(out, REPORT_PAGE)
     if len(runs) == 1:
+        from lt_lightning.reporting.ticket_sizes import markdown_ticket_sizes
+
         text = markdown_report(history, f"IMP run {os.path.abspath(run_dirs[0])}", metric,
                                [os.path.relpath(p, out) for p in images])
+        sizes = markdown_ticket_sizes(run_dirs[0], history)
+        text += "\n" + sizes if sizes else ""
         if verdicts is not None:
             text += "\n" + markdown_verdicts(verdicts, images=[os.path.relpath(p, out) for p in compared])
     else:
