@@ -39,7 +39,7 @@ def to_cpu(obj: Any) -> Any:
         for k, v in obj.items():
             out[k] = to_cpu(v)
         if hasattr(obj, "_metadata"):  # module state_dicts carry version metadata used when loading
-            out._metadata = copy.deepcopy(obj._metadata)
+            out._metadata = copy.deepcopy(obj._metadata)  # type: ignore[attr-defined]
         return out
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_cpu(v) for v in obj)

@@ -160,7 +160,9 @@ class Ticket:
                               *([(f"exclude={exclude!r}", dropped)] if dropped is not None else [])]:
             if not any(pattern.search(name) for name in self.state_dict):
                 raise ValueError(f"{what} matches no entry of the ticket; its entries: {list(self.state_dict)[:8]}.")
-        state, masks, source = {}, {}, {}
+        state: dict[str, Tensor] = {}
+        masks: dict[str, Tensor] = {}
+        source: dict[str, str] = {}
         for name, value in self.state_dict.items():
             if dropped is not None and dropped.search(name):
                 continue

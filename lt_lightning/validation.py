@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from numbers import Real
-from typing import Any
+from typing import Any, cast
 
 from lt_lightning.step import Step, StepLike
 
@@ -58,7 +58,7 @@ def check_fraction(name: str, value: Any) -> float:
     Traceback (most recent call last):
     ValueError: pruning_fraction=1.0 is not allowed; expected a number strictly between 0 and 1.
     """
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 < value < 1.0:
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 < cast(float, value) < 1.0:
         raise ValueError(f"{name}={value!r} is not allowed; expected a number strictly between 0 and 1.")
     return float(value)
 
@@ -70,7 +70,7 @@ def check_density(name: str, value: Any) -> float:
     Traceback (most recent call last):
     ValueError: density=0 is not allowed; a density is a fraction of weights kept, in (0, 1].
     """
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 < value <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 < cast(float, value) <= 1.0:
         raise ValueError(f"{name}={value!r} is not allowed; a density is a fraction of weights kept, in (0, 1].")
     return float(value)
 

@@ -63,7 +63,7 @@ class TrainingLength:
     def read(cls, trainer: pl.Trainer) -> TrainingLength:
         return cls(max_epochs=trainer.max_epochs, max_steps=trainer.max_steps)
 
-    def steps(self, steps_per_epoch: int) -> int:
+    def steps(self, steps_per_epoch: float) -> int:
         """Optimizer steps in one training; ``ValueError`` if the configuration sets no finite length."""
         limits = []
         if self.max_steps is not None and self.max_steps >= 0:
@@ -79,6 +79,12 @@ class TrainingLength:
 
     def __str__(self) -> str:
         return f"max_epochs={self.max_epochs}, max_steps={self.max_steps}"
+
+
+def callbacks_of(trainer: pl.Trainer) -> list[pl.Callback]:
+    """The Trainer's callbacks, the list itself (its callback connector sets the attribute, which type checkers do
+    not see)."""
+    return trainer.callbacks  # type: ignore[attr-defined,no-any-return]
 
 
 def steps_per_epoch(trainer: pl.Trainer) -> float:
@@ -129,7 +135,7 @@ def validate_also_when(trainer: pl.Trainer, predicate: Callable[[], bool]) -> bo
     def or_when(*args: Any, **kwargs: Any) -> bool:
         return should_check(*args, **kwargs) or (predicate() and trainer.enable_validation)
 
-    epoch_loop._should_check_val_fx = or_when
+    epoch_loop._should_check_val_fx = or_when  # type: ignore[method-assign]
     return True
 
 
@@ -235,7 +241,7 @@ def intercept_stop_requests(trainer: pl.Trainer, handler: Callable[[], None]) ->
             base = base.__bases__[0]
         done = base.done
 
-        def intercepted(self: Any, done: property = done) -> bool:
+        def intercepted(self: Any, done: Any = done) -> bool:
             handler()
             return done.fget(self)
 
@@ -264,7 +270,7 @@ def at_last_batch(trainer: pl.Trainer) -> bool:
 
 def check_no_time_limit(trainer: pl.Trainer, who: str) -> None:
     """``max_time`` (Lightning's Timer) stops the fit at a moment that falls in an arbitrary round: refused."""
-    for callback in trainer.callbacks:
+    for callback in callbacks_of(trainer):
         if type(callback).__name__ == "Timer" and getattr(callback, "_duration", None) is not None:
             raise ValueError(f"{who} cannot run with a time limit (Trainer(max_time=...) or a Timer callback): it"
                              " would stop the experiment in the middle of a round. Limit one training with"

@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from typing_extensions import override
 
-from lt_lightning.callbacks._trainer import check_strategy, log_metrics, runs_in_launched_processes
+from lt_lightning.callbacks._trainer import callbacks_of, check_strategy, log_metrics, runs_in_launched_processes
 from lt_lightning.files import atomic_torch_save
 from lt_lightning.masks import MaskEnforcer, Masks, named_parameters, selection_notes
 
@@ -107,11 +107,11 @@ class BaseMaskingCallback(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._ran_here = True
         check_strategy(trainer, type(self).__name__)
-        others = [type(c).__name__ for c in trainer.callbacks if isinstance(c, BaseMaskingCallback) and c is not self]
+        others = [type(c).__name__ for c in callbacks_of(trainer) if isinstance(c, BaseMaskingCallback) and c is not self]
         if others:
             raise ValueError(f"{type(self).__name__} sets the masks of this fit; the Trainer also has {others}, which"
                              " set their own: give the Trainer one masking callback.")
-        refused = [(type(c).__name__, why) for c in trainer.callbacks for name, why in _REFUSED.items()
+        refused = [(type(c).__name__, why) for c in callbacks_of(trainer) for name, why in _REFUSED.items()
                    if name in {k.__name__ for k in type(c).__mro__}]
         if refused:
             name, why = refused[0]

@@ -52,7 +52,7 @@ class DataOrderCallback(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        datamodule = trainer.datamodule
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by the data connector
         if datamodule is not None and is_overridden("train_dataloader", datamodule):
             owner = datamodule
         elif is_overridden("train_dataloader", pl_module):

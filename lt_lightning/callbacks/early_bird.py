@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from lt_lightning.callbacks._trainer import log_metrics, run_dir, steps_per_epoch
+from lt_lightning.callbacks._trainer import callbacks_of, log_metrics, run_dir, steps_per_epoch
 from lt_lightning.callbacks.base import BaseMaskingCallback, on_rank_zero
 from lt_lightning.dynamic import MaskSettling
 from lt_lightning.layout import TICKETS_DIR
@@ -145,7 +145,7 @@ class EarlyBirdCallback(Callback):
             self._check(trainer, pl_module, step)
 
     def _check(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
-        masking = [c for c in trainer.callbacks if isinstance(c, BaseMaskingCallback) and c.masks is not None
+        masking = [c for c in callbacks_of(trainer) if isinstance(c, BaseMaskingCallback) and c.masks is not None
                    and c.masks.kept() < c.masks.numel()]
         if masking:
             self._observing = False

@@ -211,7 +211,7 @@ class IMPCallback(BaseMaskingCallback):
             return
         self._fresh()  # a second fit is a new experiment; a resumed one gets its state from the checkpoint next
         self._length = TrainingLength.read(trainer)
-        rewinds = [c for c in trainer.callbacks if isinstance(c, RewindCallback)]
+        rewinds = [c for c in lt_trainer.callbacks_of(trainer) if isinstance(c, RewindCallback)]
         if len(rewinds) > 1:
             raise ValueError(f"IMPCallback found {len(rewinds)} RewindCallbacks; give the Trainer at most one.")
         if rewinds:
@@ -221,9 +221,9 @@ class IMPCallback(BaseMaskingCallback):
                 rank_zero_info("lt-lightning: no RewindCallback in the Trainer; IMP rewinds to the initialization.")
             self._rewind = RewindCallback(step=0)
             self._rewind.setup(trainer, pl_module, stage)
-            trainer.callbacks.append(self._rewind)  # so its snapshot is captured and checkpointed like the user's
+            lt_trainer.callbacks_of(trainer).append(self._rewind)  # so its snapshot is captured and checkpointed like the user's
         lt_trainer.check_no_time_limit(trainer, "IMPCallback")
-        self._early_stopping = [(c, copy.deepcopy(c.state_dict())) for c in trainer.callbacks
+        self._early_stopping = [(c, copy.deepcopy(c.state_dict())) for c in lt_trainer.callbacks_of(trainer)
                                 if isinstance(c, EarlyStopping)]
         self._run_dir = run_dir(trainer, self.dirpath)
         if os.path.isfile(self._run_dir):

@@ -52,7 +52,7 @@ class RecordCallback(Callback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if any(isinstance(c, IMPCallback) for c in trainer.callbacks):
+        if any(isinstance(c, IMPCallback) for c in lt_trainer.callbacks_of(trainer)):
             raise ValueError("RecordCallback records one training; this Trainer has an IMPCallback, which records its"
                              " rounds in imp_history.json: remove the RecordCallback.")
         self._length = TrainingLength.read(trainer)
@@ -78,7 +78,7 @@ class RecordCallback(Callback):
         if self.monitor not in self.tracker.final:
             rank_zero_warn(f"lt-lightning: monitor={self.monitor!r} was never logged in this training, so best_step"
                            f" stays empty; logged metrics: {sorted(self.tracker.final)}. Set RecordCallback(monitor=...).")
-        masking = [c for c in trainer.callbacks if isinstance(c, BaseMaskingCallback) and c.masks is not None]
+        masking = [c for c in lt_trainer.callbacks_of(trainer) if isinstance(c, BaseMaskingCallback) and c.masks is not None]
         masks = masking[0].masks if masking else None
         metadata: dict[str, Any] = {}
         ticket = None

@@ -75,7 +75,7 @@ class TrainFromCallback(Callback):
         else:
             rank_zero_warn(f"lt-lightning: {self.state!r} holds weights only (no optimizer state): training from step"
                            f" {k} starts with the optimizer and LR schedulers as configure_optimizers made them.")
-        for callback in trainer.callbacks:
+        for callback in lt_trainer.callbacks_of(trainer):
             if isinstance(callback, BaseMaskingCallback) and callback.masks is not None:
                 callback.masks.apply_(pl_module)
         self._steps, self._length_steps = length - k, length

@@ -136,7 +136,8 @@ def _break_ties_at_random(
 
 def _tied_layers(scores: Mapping[str, Tensor], before: Masks) -> tuple[list[str], list[str]]:
     """(layers whose live scores are all zero, layers whose live scores are all one other value)."""
-    zero, equal = [], []
+    zero: list[str] = []
+    equal: list[str] = []
     for name, mask in before.items():
         alive = mask.to(scores[name].device)
         if int(alive.sum()) < 2:

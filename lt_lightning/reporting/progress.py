@@ -18,7 +18,9 @@ def show_round(trainer: pl.Trainer, round_: int, rounds: int, density: float) ->
     cost a call each step and put the values into ``callback_metrics`` (and so into the round records). Strings,
     because the Rich bar prints numbers with 3 decimals.
     """
-    trainer.progress_bar_metrics.update({"round": f"{round_}/{rounds}", "density": f"{density:.3g}"})
+    # Lightning types the bar metrics as floats; the Rich and TQDM bars print strings as they are.
+    bar: dict[str, Any] = trainer.progress_bar_metrics
+    bar.update({"round": f"{round_}/{rounds}", "density": f"{density:.3g}"})
 
 
 def round_summary(record: Mapping[str, Any], rounds: int) -> str:

@@ -94,7 +94,7 @@ class Classifier(L.LightningModule):
         self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        hp: Any = self.hparams  # AttributeDict: the constructor's arguments as attributes
         params = self.parameters()
         if hp.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(

@@ -17,7 +17,7 @@ torch.Size([2, 10])
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -199,8 +199,9 @@ class VGG16(nn.Module):
             if spec == "M":
                 layers.append(nn.MaxPool2d(2))
             else:
-                layers += [nn.Conv2d(channels, spec, 3, padding=1), nn.BatchNorm2d(spec), nn.ReLU()]
-                channels = spec
+                width = cast(int, spec)  # the plan holds widths and "M"
+                layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+                channels = width
         self.features = nn.Sequential(*layers)
         self.out = nn.Linear(512, num_classes)
         _init(self, "kaiming")
