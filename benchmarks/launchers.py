@@ -75,7 +75,8 @@ def overhead(args: argparse.Namespace) -> None:
     names = ["local", "processes", "submitit"]
     launchers = {name: make(name) for name in names}
     with tempfile.TemporaryDirectory() as root:
-        time_job(launchers["local"], args.tiny, root)  # warm-up: imports and data of this process
+        for launcher in launchers.values():  # warm-up: this process's imports and data, the forkserver's start
+            time_job(launcher, args.tiny, root)
         for rep in range(args.reps):
             for name in names[rep % 3:] + names[:rep % 3]:
                 for steps in (args.tiny, args.steps):
