@@ -244,25 +244,11 @@ def test_callbacks_are_written_in_yaml(class_path, init_args):
         assert held == (Step.parse(value) if isinstance(held, Step) else value), name
 
 
-class TinyBertClassifier(pl.LightningModule):
-    """A HuggingFace BERT classifier from a config (no download): its head is 2 x 64, which ERK at density 0.1 would
-    give a density of 1.81."""
+def _tiny_bert():
+    """A BERT classifier whose head is 2 x 64, which ERK at density 0.1 would give a density of 1.81."""
+    from tiny_bert import TinyBert
 
-    def __init__(self):
-        super().__init__()
-        from transformers import BertConfig, BertForSequenceClassification
-
-        torch.manual_seed(0)
-        self.bert = BertForSequenceClassification(BertConfig(
-            vocab_size=40, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-            max_position_embeddings=16, num_labels=2))
-
-    def training_step(self, batch, batch_idx):
-        ids, labels = batch
-        return self.bert(input_ids=ids, labels=labels).loss
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=1e-3)
+    return TinyBert(hidden_size=64, lr=1e-3)
 
 
 def _token_batches():
@@ -276,7 +262,7 @@ def test_erk_keeps_a_small_classifier_head_dense_and_says_so(tmp_path, cls, capl
     pytest.importorskip("transformers")
     callback = cls(density=0.1, update_every=1)
     with caplog.at_level(logging.INFO):
-        make_trainer(tmp_path, [callback], max_steps=4, logger=False).fit(TinyBertClassifier(), _token_batches())
+        make_trainer(tmp_path, [callback], max_steps=4, logger=False).fit(_tiny_bert(), _token_batches())
     densities = callback.masks.layer_densities()
     assert len(densities) == 14 and [n for n, d in densities.items() if d == 1.0] == ["bert.classifier.weight"]
     assert callback.masks.density() == pytest.approx(0.1, abs=1e-4)  # the asked density, over all 69,760 weights
@@ -290,7 +276,7 @@ def test_erk_keeps_a_small_classifier_head_dense_and_says_so(tmp_path, cls, capl
 
 def test_erk_refuses_a_dense_head_when_asked(tmp_path):
     pytest.importorskip("transformers")
-    model = TinyBertClassifier()
+    model = _tiny_bert()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     with pytest.raises(ValueError, match=r"density=0.1 is too high for distribution='erk': ERK would give layer"
                                          r" 'bert.classifier.weight' \(2x64\) a density of 1.81, above 1"):

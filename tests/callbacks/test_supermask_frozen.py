@@ -4,14 +4,13 @@ HuggingFace BERT; ``train=`` lets named parameters train, and the start-up line 
 
 import logging
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import digits_model, make_trainer
 from lightning.pytorch.callbacks import Callback
+from tiny_bert import TinyBert
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from transformers import BertConfig, BertForSequenceClassification
 
 from lt_lightning import SupermaskCallback
 from lt_lightning.supermask import SupermaskSpec, supermask_layers
@@ -101,24 +100,6 @@ def test_train_naming_supermasked_weights_or_nothing_is_refused_before_the_first
     with pytest.raises(ValueError, match=message):
         trainer.fit(digits_model(), datamodule)
     assert trainer.global_step == 0
-
-
-class TinyBert(pl.LightningModule):
-    """A HuggingFace BERT classifier built from a config (no download), trained with AdamW and weight decay."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.bert = BertForSequenceClassification(BertConfig(
-            vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-            max_position_embeddings=16, num_labels=2))
-
-    def training_step(self, batch, batch_idx):
-        ids, labels = batch
-        return self.bert(input_ids=ids, labels=labels).loss
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=1e-2, weight_decay=0.01)
 
 
 def tokens():
